@@ -23,6 +23,9 @@ validate(config, "config/schema.yaml")
 
 include: "rules/common.smk"
 include: "rules/models.smk"
+include: "rules/calibration.smk"
+include: "rules/prune.smk"
+include: "rules/drop.smk"
 
 
 rule all:

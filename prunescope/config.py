@@ -9,6 +9,7 @@ the defaults.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +70,20 @@ def _describe(error) -> str:
     if error.validator == "minProperties":
         return f"{where}: at least one entry is required"
     return f"{where}: {error.message}"
+
+
+def check_drop_counts(models: dict[str, dict[str, Any]], drop_specs, models_root: str | Path) -> None:
+    """Refuse ``drop-*-k`` with k above the layer count of a model whose config.json is already on disk."""
+    for model, entry in models.items():
+        candidates = [Path(models_root) / model / "config.json"]
+        if entry.get("source") == "path":
+            candidates.append(Path(entry["path"]).expanduser() / "config.json")
+        found = next((path for path in candidates if path.is_file()), None)
+        if found is None:
+            continue
+        n_layers = json.loads(found.read_text())["num_hidden_layers"]
+        too_many = [spec.name for spec in drop_specs if spec.k > n_layers]
+        if too_many:
+            raise ConfigError(
+                f"variants {too_many}: model {model!r} has {n_layers} layers, so k must be at most {n_layers}"
+            )

@@ -1,6 +1,7 @@
 # Shared names, paths and helpers for every rule file.
 import re
 
+from prunescope.config import ConfigError, check_drop_counts
 from prunescope.variants import parse_variant
 
 MODELS = list(config["models"])
@@ -21,4 +22,41 @@ def model_entry(wildcards):
 def final_targets():
     """Every output the default run should produce, grown stage by stage."""
     targets = expand("resources/models/{model}", model=MODELS)
+    for model in MODELS:
+        targets += variant_outputs(model)
     return targets
+
+
+# Heavy model rules ask for one GPU unless the config pins the CPU; the slurm plugin maps `gpu` to
+# --gpus, and a workstation can serialise GPU jobs with `--resources gpu=1`.
+GPUS_PER_JOB = 0 if config["device"] == "cpu" else 1
+
+CALIBRATION = config["calibration"]
+# The file name encodes every setting, so a changed setting makes a new file and reruns its users.
+CALIBRATION_NAME = "{dataset}-n{n_samples}-len{seqlen}-seed{seed}".format(**CALIBRATION)
+INTRA_VARIANTS = [v for v, spec in VARIANT_SPECS.items() if spec.kind == "prune"]
+DROP_VARIANTS = [v for v, spec in VARIANT_SPECS.items() if spec.kind == "drop"]
+
+
+def calibration_path(wildcards):
+    return f"resources/calibration/{wildcards.model}/{CALIBRATION_NAME}.parquet"
+
+
+def model_dtype(wildcards):
+    return config["models"][wildcards.model]["dtype"]
+
+
+def variant_outputs(model):
+    """What each variant's build step leaves behind (its checkpoint, or its drop spec)."""
+    outputs = [f"results/{model}/{v}/sparsity.parquet" for v in INTRA_VARIANTS]
+    outputs += [f"results/{model}/{v}/drop_spec.json" for v in DROP_VARIANTS]
+    return outputs
+
+
+
+# k above a model's layer count fails now when its config.json is already on disk (a hub model not yet
+# downloaded is checked by the drop_spec rule instead).
+try:
+    check_drop_counts(config["models"], [VARIANT_SPECS[v] for v in DROP_VARIANTS], "resources/models")
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None

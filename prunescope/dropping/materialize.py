@@ -40,7 +40,7 @@ def materialize_block_drops(model: nn.Module, layers, copy_model: bool = True) -
     keep = [i for i in range(new_parts.n_layers) if i not in drop]
     new_parts.backbone.layers = nn.ModuleList(new_parts.layers[i].layer for i in keep)
     for new_index, layer in enumerate(new_parts.backbone.layers):
-        pass
+        layer.self_attn.layer_idx = new_index
         if hasattr(layer, "layer_idx"):
             layer.layer_idx = new_index
 

@@ -212,8 +212,9 @@ def _validate_spec(spec: Mapping[str, Any], where) -> None:
     if spec["format"] != SPEC_FORMAT:
         raise DropSpecError(f"drop spec {where}: format {spec['format']!r}, expected {SPEC_FORMAT!r}")
     _check_unit(spec["unit"])
-    n_layers = spec["fingerprint"].get("num_hidden_layers")
+    n_layers = spec["fingerprint"].get("num_hidden_layers") or 0
     layers = spec["layers"]
-    if len(set(layers)) != len(layers) or len(layers) != spec["k"] or any(not (0 <= i < (n_layers or 0)) for i in layers):
+    in_range = all(isinstance(i, int) and 0 <= i < n_layers for i in layers)
+    if not in_range or len(set(layers)) != len(layers) or len(layers) != spec["k"]:
         raise DropSpecError(f"drop spec {where}: layers {layers} do not give k={spec['k']} distinct "
-                            f"indices in 0..{(n_layers or 0) - 1}")
+                            f"indices in 0..{n_layers - 1}")

@@ -37,6 +37,8 @@ PROBABILITY_METRICS = (
 )  # fmt: skip
 # In the subspace the top-1 agreement is the paper's "argmax within the options"; option log-probs follow.
 SUBSPACE_METRICS = tuple("argmax_agree" if m == "top1_agree" else m for m in PROBABILITY_METRICS)
+# exp() of more than this overflows fp32 (max ≈ e^88.7).
+_MAX_LOG_RATIO = 80.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,12 @@ class Head:
         if self.softcap is not None:
             z = self.softcap * torch.tanh(z / self.softcap)
         return z
+
+    def difference(self, h_ref: Tensor, h_var: Tensor, z_ref: Tensor) -> Tensor:
+        """z_var − z_ref; a linear head projects Δh itself, which avoids cancellation when Δh is small."""
+        if self.norm is None and self.softcap is None:
+            return F.linear(h_var - h_ref, self.weight) * self.logit_scale
+        return self(h_var) - z_ref
 
     def to(self, device: torch.device) -> Head:
         """This head in fp32 on ``device`` (itself when it already is)."""
@@ -112,7 +120,8 @@ def subspace_metrics(z_ref: Tensor, z_var: Tensor, option_ids: Tensor, temperatu
     z_ref, z_var = z_ref.float(), z_var.float()
     lse_ref = torch.logsumexp(z_ref / temperature, dim=-1)
     lse_var = torch.logsumexp(z_var / temperature, dim=-1)
-    return _subspace_metrics(z_ref, z_var, _expand_ids(option_ids, z_ref), temperature, lse_ref, lse_var)
+    ids = _expand_ids(option_ids, z_ref)
+    return _subspace_metrics(z_ref, z_var - z_ref, ids, temperature, lse_ref, lse_var)
 
 
 @torch.no_grad()
@@ -147,8 +156,8 @@ def compute_metrics(
 
 def _chunk_metrics(h_ref, h_var, head, temps, option_ids) -> RowMetrics:
     embedding = _vector_metrics(h_ref, h_var - h_ref)
-    z_ref, z_var = head(h_ref), head(h_var)
-    dz = z_var - z_ref
+    z_ref = head(h_ref)
+    dz = head.difference(h_ref, h_var, z_ref)
     logit = _vector_metrics(z_ref, dz)
     t_free = _logit_difference_metrics(z_ref, dz)
     probability, subspace = {}, {}
@@ -157,7 +166,7 @@ def _chunk_metrics(h_ref, h_var, head, temps, option_ids) -> RowMetrics:
         metrics, lse_ref, lse_var = _probability_metrics(z_ref, dz, t)
         probability[t] = {**metrics, **t_free}
         if ids is not None:
-            subspace[t] = _subspace_metrics(z_ref, z_var, ids, t, lse_ref, lse_var)
+            subspace[t] = _subspace_metrics(z_ref, dz, ids, t, lse_ref, lse_var)
     return RowMetrics(embedding, logit, probability, subspace)
 
 
@@ -187,12 +196,16 @@ def _probability_metrics(z_ref: Tensor, dz: Tensor, t: float) -> tuple[dict[str,
     lse_ref = torch.logsumexp(scaled_ref, dim=-1)
     log_p = scaled_ref - lse_ref[:, None]
     p = log_p.exp()
-    # log(q/p) = Δz/T − log E_p[exp(Δz/T)]: from the logit difference, not from two rounded log-softmaxes.
-    log_shift = torch.logsumexp(log_p + scaled_dz, dim=-1)
+    # log(q/p) = Δz/T − log E_p[exp(Δz/T)], from the logit difference rather than from two rounded
+    # log-softmaxes; dividing by Σp removes the rounding of the normaliser, which KL feels to second order.
+    log_shift = torch.logsumexp(log_p + scaled_dz, dim=-1) - torch.log(p.sum(dim=-1))
     log_ratio = scaled_dz - log_shift[:, None]
-    ratio_m1 = torch.expm1(log_ratio)  # q/p − 1
-    dp = p * ratio_m1  # q − p, accurate when small
-    kl = _rowdot(p, ratio_m1 - log_ratio).clamp_min(0.0)  # non-negative terms; clamp only rounding
+    dp = p * torch.expm1(log_ratio)  # q − p, accurate when small
+    overflow = log_ratio > _MAX_LOG_RATIO  # q/p beyond fp32 where p underflows: take q − p directly
+    if overflow.any():
+        dp = torch.where(overflow, (log_p + log_ratio).exp() - p, dp)
+    # KL = Σ p (q/p − 1 − log(q/p)): every term is >= 0, so nothing cancels; the clamp only meets rounding.
+    kl = torch.addcmul(dp, p, log_ratio, value=-1.0).sum(dim=-1).clamp_min(0.0)
     r = p.square()
     prob = _vector_metrics(p, dp)
     metrics = {
@@ -216,9 +229,9 @@ def _logit_difference_metrics(z_ref: Tensor, dz: Tensor) -> dict[str, Tensor]:
     }
 
 
-def _subspace_metrics(z_ref, z_var, ids, t, lse_ref, lse_var) -> dict[str, Tensor]:
-    sub_ref, sub_var = z_ref.gather(1, ids), z_var.gather(1, ids)
-    sub_dz = sub_var - sub_ref
+def _subspace_metrics(z_ref, dz, ids, t, lse_ref, lse_var) -> dict[str, Tensor]:
+    sub_ref, sub_dz = z_ref.gather(1, ids), dz.gather(1, ids)
+    sub_var = sub_ref + sub_dz
     metrics = {**_probability_metrics(sub_ref, sub_dz, t)[0], **_logit_difference_metrics(sub_ref, sub_dz)}
     metrics = {("argmax_agree" if k == "top1_agree" else k): v for k, v in metrics.items()}
     logp_ref = sub_ref / t - lse_ref[:, None]

@@ -90,12 +90,12 @@ def _validate(spec, parts, calibration_ids, batch_size, blocksize, percdamp) -> 
     method = getattr(spec, "method", None)
     if method not in PRUNING_METHODS:
         raise ValueError(f"unknown pruning method {method!r} (variant {getattr(spec, 'name', spec)!r}); allowed: {', '.join(PRUNING_METHODS)}")
+    if spec.n_of_m is not None and not 0 < spec.n_of_m[0] < spec.n_of_m[1]:
+        raise ValueError(f"variant {spec.name!r}: N:M sparsity needs 0 < N < M, got N:M = {spec.n_of_m[0]}:{spec.n_of_m[1]}")
     if not 0.0 < spec.sparsity < 1.0:
         raise ValueError(f"variant {spec.name!r}: sparsity must be in (0, 1), got {spec.sparsity}")
     if spec.n_of_m is not None:
         n, m = spec.n_of_m
-        if not 0 < n < m:
-            raise ValueError(f"variant {spec.name!r}: N:M sparsity needs 0 < N < M, got N={n}, M={m}")
         if abs(spec.sparsity - n / m) > 1e-9:
             raise ValueError(f"variant {spec.name!r}: N:M sparsity {n}:{m} implies ratio {n / m}, got {spec.sparsity}")
         for layer in parts.layers:

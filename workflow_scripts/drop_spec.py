@@ -1,0 +1,31 @@
+"""Rule drop_spec: choose which units drop-{unit}-{k} removes and record the choice."""
+
+import pandas as pd
+from transformers import AutoConfig
+
+from prunescope.calibration import read_calibration
+from prunescope.device import resolve_device
+from prunescope.dropping import iterative_drops, make_drop_spec, model_fingerprint, select_drops, write_drop_spec
+from prunescope.io import read_settings
+from prunescope.loading import load_model
+from prunescope.runlog import setup_job
+from prunescope.variants import parse_variant
+
+log = setup_job(snakemake.log[0], snakemake.threads, snakemake.rule)
+spec = parse_variant(snakemake.wildcards.variant)
+selection = snakemake.params.selection
+config = AutoConfig.from_pretrained(snakemake.input.model)
+scores = pd.read_parquet(snakemake.input.scores)
+calibration = read_settings(snakemake.input.scores)["calibration"]
+if selection == "one_shot":
+    layers = select_drops(scores, spec.unit, spec.k)
+    similarity = scores
+else:
+    model, _ = load_model(snakemake.input.model)
+    ids = read_calibration(snakemake.input.calibration)
+    layers, similarity = iterative_drops(model, ids, spec.unit, spec.k, resolve_device(snakemake.params.device),
+                                         snakemake.params.batch_size)
+drop_spec = make_drop_spec(snakemake.wildcards.model, spec.name, spec.unit, spec.k, layers, similarity,
+                           calibration, model_fingerprint(config, snakemake.wildcards.model), selection=selection)
+write_drop_spec(drop_spec, snakemake.output[0])
+log.info("%s drops %s layers %s", spec.name, spec.unit, drop_spec["layers"])
