@@ -19,12 +19,13 @@ def model_entry(wildcards):
     return config["models"][wildcards.model]
 
 
+# Each stage's rule file appends a function model -> [its final outputs]; `rule all` asks for them all.
+STAGE_TARGETS = []
+
+
 def final_targets():
-    """Every output the default run should produce, grown stage by stage."""
-    targets = expand("resources/models/{model}", model=MODELS)
-    for model in MODELS:
-        targets += variant_outputs(model)
-    return targets
+    """Every output the default run should produce, one contribution per stage."""
+    return [path for model in MODELS for stage in STAGE_TARGETS for path in stage(model)]
 
 
 # Heavy model rules ask for one GPU unless the config pins the CPU; the slurm plugin maps `gpu` to
@@ -46,11 +47,6 @@ def model_dtype(wildcards):
     return config["models"][wildcards.model]["dtype"]
 
 
-def variant_outputs(model):
-    """What each variant's build step leaves behind (its checkpoint, or its drop spec)."""
-    outputs = [f"results/{model}/{v}/sparsity.parquet" for v in INTRA_VARIANTS]
-    outputs += [f"results/{model}/{v}/drop_spec.json" for v in DROP_VARIANTS]
-    return outputs
 
 
 
@@ -60,3 +56,23 @@ try:
     check_drop_counts(config["models"], [VARIANT_SPECS[v] for v in DROP_VARIANTS], "resources/models")
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
+
+
+def variant_build_inputs(wildcards):
+    """Inputs that make variant `wildcards.variant` loadable with prunescope.loading.load_variant.
+
+    {"model": the dense checkpoint} plus, for a non-dense variant, "variant": the file its build step
+    writes last (an intra-layer variant's sparsity table, a drop variant's drop_spec.json); its folder is
+    the `variant_dir` argument of load_variant.
+    """
+    inputs = {"model": f"resources/models/{wildcards.model}"}
+    kind = VARIANT_SPECS[wildcards.variant].kind
+    if kind == "prune":
+        inputs["variant"] = f"results/{wildcards.model}/{wildcards.variant}/sparsity.parquet"
+    elif kind == "drop":
+        inputs["variant"] = f"results/{wildcards.model}/{wildcards.variant}/drop_spec.json"
+    return inputs
+
+
+def variant_dir(wildcards):
+    return f"results/{wildcards.model}/{wildcards.variant}"

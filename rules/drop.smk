@@ -1,6 +1,8 @@
 # Stage "prune" (inter-layer half): similarity scores once per model, then one drop spec per variant.
 # Changing k only reruns drop_spec, never the scoring pass.
 
+STAGE_TARGETS.append(lambda model: [f"results/{model}/{v}/drop_spec.json" for v in DROP_VARIANTS])
+
 
 rule layer_scores:
     input:

@@ -1,5 +1,7 @@
 # Stage "model": each config["models"] entry becomes a local Hugging Face checkpoint folder.
 
+STAGE_TARGETS.append(lambda model: [f"resources/models/{model}"])
+
 
 # Hub downloads need the internet, which cluster compute nodes often lack: run on the submit host.
 localrules:

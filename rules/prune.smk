@@ -1,5 +1,7 @@
 # Stage "prune": intra-layer variants ({magnitude|wanda|sparsegpt}-{pattern}) as stock HF checkpoints.
 
+STAGE_TARGETS.append(lambda model: [f"results/{model}/{v}/sparsity.parquet" for v in INTRA_VARIANTS])
+
 
 def prune_inputs(wildcards):
     inputs = {"model": f"resources/models/{wildcards.model}"}
