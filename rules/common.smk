@@ -76,3 +76,18 @@ def variant_build_inputs(wildcards):
 
 def variant_dir(wildcards):
     return f"results/{wildcards.model}/{wildcards.variant}"
+
+
+# Input functions of the prune and drop rules (kept here: lint wants rules and functions apart).
+def prune_inputs(wildcards):
+    inputs = {"model": f"resources/models/{wildcards.model}"}
+    if VARIANT_SPECS[wildcards.variant].method != "magnitude":  # magnitude needs no data
+        inputs["calibration"] = calibration_path(wildcards)
+    return inputs
+
+
+def drop_spec_inputs(wildcards):
+    inputs = {"model": f"resources/models/{wildcards.model}", "scores": f"results/{wildcards.model}/layer_scores.parquet"}
+    if config["dropping"]["selection"] == "iterative":  # rescoring needs the calibration windows
+        inputs["calibration"] = calibration_path(wildcards)
+    return inputs

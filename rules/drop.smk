@@ -26,13 +26,6 @@ rule layer_scores:
         "../workflow_scripts/layer_scores.py"
 
 
-def drop_spec_inputs(wildcards):
-    inputs = {"model": f"resources/models/{wildcards.model}", "scores": f"results/{wildcards.model}/layer_scores.parquet"}
-    if config["dropping"]["selection"] == "iterative":  # rescoring needs the calibration windows
-        inputs["calibration"] = calibration_path(wildcards)
-    return inputs
-
-
 rule drop_spec:
     input:
         unpack(drop_spec_inputs),

@@ -3,13 +3,6 @@
 STAGE_TARGETS.append(lambda model: [f"results/{model}/{v}/sparsity.parquet" for v in INTRA_VARIANTS])
 
 
-def prune_inputs(wildcards):
-    inputs = {"model": f"resources/models/{wildcards.model}"}
-    if VARIANT_SPECS[wildcards.variant].method != "magnitude":  # magnitude needs no data
-        inputs["calibration"] = calibration_path(wildcards)
-    return inputs
-
-
 rule prune:
     input:
         unpack(prune_inputs),
