@@ -10,7 +10,12 @@ sys.path.insert(0, workflow.basedir)  # the prunescope package, also when not pi
 
 from prunescope.config import ConfigError, check_config, load_schema
 
-configfile: "config/config.yaml"
+# The embedded default, unless a config file was given with --configfile (merging the two would add
+# the default model to every run).
+if "models" not in config:
+
+    configfile: "config/config.yaml"
+
 
 # One readable message naming every bad key before any job is scheduled; then Snakemake's own
 # validation fills the schema defaults into `config`.
@@ -26,6 +31,9 @@ include: "rules/models.smk"
 include: "rules/calibration.smk"
 include: "rules/prune.smk"
 include: "rules/drop.smk"
+include: "rules/probes.smk"
+include: "rules/metrics.smk"
+include: "rules/report.smk"
 
 
 rule all:

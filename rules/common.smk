@@ -2,6 +2,7 @@
 import re
 
 from prunescope.config import ConfigError, check_drop_counts
+from prunescope.models import source_settings
 from prunescope.variants import parse_variant
 
 MODELS = list(config["models"])
@@ -16,7 +17,7 @@ wildcard_constraints:
 
 
 def model_entry(wildcards):
-    return config["models"][wildcards.model]
+    return source_settings(config["models"][wildcards.model])
 
 
 # Each stage's rule file appends a function model -> [its final outputs]; `rule all` asks for them all.
@@ -91,3 +92,42 @@ def drop_spec_inputs(wildcards):
     if config["dropping"]["selection"] == "iterative":  # rescoring needs the calibration windows
         inputs["calibration"] = calibration_path(wildcards)
     return inputs
+
+
+PROBE_SETS = config["probes"]["sets"]
+MC_SETS = [name for name, spec in PROBE_SETS.items() if spec["kind"] == "multiple_choice"]
+# Decoding settings every probe shares; as params, a change reruns the probes (and what reads them).
+DECODING = {key: config["probes"][key] for key in ("temperature", "seed", "max_new_tokens")}
+NON_DENSE = [v for v in VARIANTS if v != "dense"]
+
+
+def probe_tables(model):
+    """Every probe table of a model: drop-mode layer-wise and the generation reference once (dense), pruned-mode
+    layer-wise per intra-layer variant, generation per variant, subspace per variant on multiple-choice sets."""
+    tables = [f"results/{model}/dense/probes/{p}-{s}.parquet" for p in ("layerwise", "generation") for s in PROBE_SETS]
+    tables += [f"results/{model}/{v}/probes/layerwise-{s}.parquet" for v in INTRA_VARIANTS for s in PROBE_SETS]
+    tables += [f"results/{model}/{v}/probes/generation-{s}.parquet" for v in NON_DENSE for s in PROBE_SETS]
+    tables += [f"results/{model}/{v}/probes/subspace-{s}.parquet" for v in NON_DENSE for s in MC_SETS]
+    return tables
+
+
+def prompt_set_paths(wildcards, sets=None):
+    """The prompt-set files of a model, in the order of `sets` (default: every configured set)."""
+    return [f"results/{wildcards.model}/prompts/{s}.parquet" for s in (sets or PROBE_SETS)]
+
+
+def chat_template(wildcards):
+    return config["models"][wildcards.model]["chat_template"]
+
+
+def metrics_tables(model):
+    """Every metrics table of a model: one per probe table that compares a variant with the dense model
+    (the dense generation reference is an input of the others, not a comparison)."""
+    tables = [f"results/{model}/dense/metrics/layerwise-{s}.parquet" for s in PROBE_SETS]
+    tables += [f"results/{model}/{v}/metrics/layerwise-{s}.parquet" for v in INTRA_VARIANTS for s in PROBE_SETS]
+    tables += [f"results/{model}/{v}/metrics/generation-{s}.parquet" for v in NON_DENSE for s in PROBE_SETS]
+    tables += [f"results/{model}/{v}/metrics/subspace-{s}.parquet" for v in NON_DENSE for s in MC_SETS]
+    return tables
+
+
+METRICS_SETTINGS = config["metrics"]

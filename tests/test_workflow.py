@@ -44,11 +44,13 @@ def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
 def tiny_config(checkpoint: Path) -> dict:
     return {
         "models": {"tiny": {"source": "path", "path": str(checkpoint), "dtype": "float32", "chat_template": True}},
-        "variants": ["dense", "magnitude-unstructured50", "wanda-unstructured50", "sparsegpt-2of4", "wanda-4of8",
-                     "drop-attn-1", "drop-mlp-2", "drop-block-1"],
+        "variants": ["dense", "magnitude-4of8", "wanda-unstructured50", "sparsegpt-2of4", "drop-attn-1", "drop-block-1"],
         "device": "cpu",
         "calibration": {"dataset": "embedded", "n_samples": 4, "seqlen": 32, "seed": 0},
         "pruning": {"batch_size": 2},
+        "probes": {"temperature": 1.0, "seed": 1, "max_new_tokens": 5,
+                   "sets": {"mc": {"kind": "multiple_choice", "n": 2}, "math": {"kind": "math", "n": 1}}},
+        "metrics": {"temperatures": [0.5, 1.0]},
     }
 
 
@@ -67,12 +69,31 @@ def test_full_run_produces_every_stage(workflow_run):
     sparsity = duckdb.sql(
         f"SELECT variant, sum(n_zero)::DOUBLE / sum(n_params) AS s FROM '{results}/*/sparsity.parquet' GROUP BY variant"
     ).fetchall()
-    assert {v for v, _ in sparsity} == {"magnitude-unstructured50", "wanda-unstructured50", "sparsegpt-2of4", "wanda-4of8"}
+    assert {v for v, _ in sparsity} == {"magnitude-4of8", "wanda-unstructured50", "sparsegpt-2of4"}
     assert all(s == pytest.approx(0.5, abs=1e-6) for _, s in sparsity)
     scores = duckdb.sql(f"SELECT unit, count(*) FROM '{results}/layer_scores.parquet' GROUP BY unit ORDER BY unit").fetchall()
     assert scores == [("attn", 4), ("block", 4), ("mlp", 4)]
-    for variant in ("drop-attn-1", "drop-mlp-2", "drop-block-1"):
+    for variant in ("drop-attn-1", "drop-block-1"):
         assert (results / variant / "drop_spec.json").is_file()
+    probes = duckdb.sql(
+        f"SELECT probe, variant, mode, count(*) FROM '{results}/*/probes/*.parquet' "
+        "GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+    combos = {(p, v, m) for p, v, m, _ in probes}
+    assert ("layerwise", "dense", "drop") in combos and ("layerwise", "wanda-unstructured50", "pruned") in combos
+    assert ("generation", "dense", "reference") in combos and ("generation", "drop-attn-1", "forced") in combos
+    assert ("subspace", "sparsegpt-2of4", "forward") in combos
+    # Layer-wise rows: prompts x steps x 4 layers x 2 sublayers; metrics: one value per row, space, T and metric.
+    kl = duckdb.sql(
+        f"SELECT count(*), min(value) FROM '{results}/*/metrics/layerwise-*.parquet' "
+        "WHERE space = 'probability' AND metric = 'kl' AND temperature = 1.0"
+    ).fetchone()
+    n_layerwise = duckdb.sql(f"SELECT count(*) FROM '{results}/*/probes/layerwise-*.parquet'").fetchone()[0]
+    assert kl[0] == n_layerwise and kl[1] >= 0
+    temperatures = duckdb.sql(
+        f"SELECT DISTINCT temperature FROM '{results}/*/metrics/*.parquet' WHERE space = 'probability' ORDER BY 1"
+    ).fetchall()
+    assert temperatures == [(0.5,), (1.0,)]
     assert (workdir / "logs" / "tiny" / "wanda-unstructured50" / "prune.log").is_file()
     assert (workdir / "benchmarks" / "tiny" / "wanda-unstructured50" / "prune.tsv").is_file()
 
@@ -88,9 +109,19 @@ def test_config_edit_reruns_only_what_it_touches(workflow_run):
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     config["variants"] = [v if v != "drop-attn-1" else "drop-attn-2" for v in config["variants"]]
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    assert planned_jobs(snakemake(workdir, "--dry-run")) == {"drop_spec": 1, "all": 1}
+    jobs = planned_jobs(snakemake(workdir, "--dry-run"))
+    # A new k: its spec and its own downstream jobs, never the scoring pass or anything of other variants.
+    assert jobs == {"drop_spec": 1, "probe_generation": 1, "probe_subspace": 1, "metrics_generation": 1,
+                    "metrics_subspace": 1, "all": 1}
+
+    config["metrics"]["temperatures"] = [1.0]  # only the metrics stage reads the temperatures
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(snakemake(workdir, "--dry-run"))
+    assert set(jobs) - {"all", "drop_spec", "probe_generation", "probe_subspace"} == {
+        "metrics_layerwise", "metrics_generation", "metrics_subspace"}
 
     config["calibration"]["n_samples"] = 6  # new calibration: every calibrated product reruns, magnitude doesn't
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     jobs = planned_jobs(snakemake(workdir, "--dry-run"))
-    assert jobs == {"calibration": 1, "prune": 3, "layer_scores": 1, "drop_spec": 3, "all": 1}
+    assert jobs["calibration"] == 1 and jobs["prune"] == 2 and jobs["layer_scores"] == 1 and jobs["drop_spec"] == 2
+    assert "probe_layerwise_drop" not in jobs and "probe_generation_dense" not in jobs  # dense-only work stays

@@ -20,7 +20,9 @@ SPECIALS = ["<unk>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 def training_text() -> list[str]:
     from prunescope.calibration import load_documents
 
-    return load_documents("embedded")[:200]
+    # Option letters after "Answer:" must be single tokens (" A" ... " D") for the subspace probe.
+    letters = ["Question: which one?\nA) x\nB) y\nC) z\nD) w\nAnswer: " + c for c in "ABCD"] * 50
+    return load_documents("embedded")[:200] + letters
 
 
 def build_tokenizer(vocab_size: int = 512):

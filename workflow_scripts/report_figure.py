@@ -1,0 +1,13 @@
+"""Rules report_fig*: one report figure — its SQL over the input tables -> CSV, PNG and SVG."""
+
+from prunescope.report.figures import build_figure
+from prunescope.runlog import setup_job
+
+log = setup_job(snakemake.log[0], snakemake.threads, snakemake.rule)
+sources = {view: list(snakemake.input.get(view, [])) for view in ("metrics", "tasks")}
+paper = {view: snakemake.input[view] for view in ("paper_fig1", "paper_fig4") if view in snakemake.input.keys()}
+outputs = dict(snakemake.output.items())
+frame = build_figure(snakemake.params.figure, snakemake.input.sql, sources, outputs, snakemake.params.variants,
+                     snakemake.params.query, paper)
+log.info("%s: %d rows from %d tables -> %s", snakemake.params.figure, len(frame),
+         sum(len(files) for files in sources.values()), ", ".join(outputs.values()))

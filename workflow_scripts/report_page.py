@@ -1,0 +1,17 @@
+"""Rule report_page: the single offline HTML page with every figure, its caption and the summary table."""
+
+import pandas as pd
+
+from prunescope.report.page import PageFigure, write_page
+from prunescope.runlog import setup_job
+
+log = setup_job(snakemake.log[0], snakemake.threads, snakemake.rule)
+figures = [
+    PageFigure(name, title, svg, caption)
+    for (name, title), svg, caption in zip(snakemake.params.figures, snakemake.input.svg, snakemake.input.captions)
+]
+summary = pd.read_parquet(snakemake.input.summary)
+with open(snakemake.input.summary_caption, encoding="utf-8") as handle:
+    summary_caption = handle.read()
+write_page(snakemake.output[0], figures, summary, summary_caption, snakemake.params.skipped, snakemake.params.settings)
+log.info("page with %d figures (%d not drawn) -> %s", len(figures), len(snakemake.params.skipped), snakemake.output[0])
