@@ -74,7 +74,8 @@ def test_forced_mode_feeds_the_dense_tokens():
         # Independent: one uncached forward of the variant over prompt + dense tokens, read at each step.
         with torch.no_grad():
             hidden = variant(torch.tensor([prompt + ref_tokens[:-1]]), output_hidden_states=True).hidden_states[-1][0]
-        torch.testing.assert_close(torch.stack([r["h_var"] for r in mine]), hidden[len(prompt) - 1 :], rtol=1e-5, atol=1e-5)
+        got = torch.stack([r["h_var"] for r in mine])
+        torch.testing.assert_close(got, hidden[len(prompt) - 1 :], rtol=1e-5, atol=1e-5)
 
 
 def test_reference_shorter_than_variant_run_marks_missing_tokens():

@@ -35,7 +35,8 @@ def test_drop_mode_matches_stock_hidden_states(family):
     last_out, attn_out = [], {i: [] for i in range(n_layers)}
     handles = [model.model.layers[-1].register_forward_hook(lambda m, a, o: last_out.append(o[0, -1].clone()))]
     for i, layer in enumerate(model.model.layers):
-        handles.append(layer.self_attn.register_forward_hook(lambda m, a, o, i=i: attn_out[i].append(o[0][0, -1].clone())))
+        grab = lambda m, a, o, i=i: attn_out[i].append(o[0][0, -1].clone())  # noqa: E731
+        handles.append(layer.self_attn.register_forward_hook(grab))
     out = stock_steps(model)
     for h in handles:
         h.remove()
@@ -92,10 +93,12 @@ def hybrid_residual(dense, variant, layer, sublayer, sequence):
     hybrid = copy.deepcopy(dense)
     block, source = hybrid.model.layers[layer], variant.model.layers[layer]
     if sublayer == "attn":
-        block.self_attn, block.input_layernorm = copy.deepcopy(source.self_attn), copy.deepcopy(source.input_layernorm)
+        block.self_attn = copy.deepcopy(source.self_attn)
+        block.input_layernorm = copy.deepcopy(source.input_layernorm)
         target, grab = block.post_attention_layernorm, "pre"
     else:
-        block.mlp, block.post_attention_layernorm = copy.deepcopy(source.mlp), copy.deepcopy(source.post_attention_layernorm)
+        block.mlp = copy.deepcopy(source.mlp)
+        block.post_attention_layernorm = copy.deepcopy(source.post_attention_layernorm)
         target, grab = block, "post"
     seen = []
     if grab == "pre":
@@ -136,8 +139,9 @@ def test_context_test_fails_for_an_uncached_variant_attention():
         buggy.append(out[0, -1])
 
     residual_in = []
-    h1 = dense.model.layers[layer].input_layernorm.register_forward_pre_hook(lambda m, a: residual_in.append(a[0][0, -1]))
-    h2 = dense.model.layers[layer].self_attn.register_forward_hook(uncached, with_kwargs=True)
+    block = dense.model.layers[layer]
+    h1 = block.input_layernorm.register_forward_pre_hook(lambda m, a: residual_in.append(a[0][0, -1]))
+    h2 = block.self_attn.register_forward_hook(uncached, with_kwargs=True)
     decode(dense, PROMPT, SETTINGS)
     h1.remove()
     h2.remove()

@@ -95,6 +95,17 @@ def test_wanda_weighs_magnitudes_by_input_norms_hand_example():
     assert magnitude_mask(weight, 0.5, (2, 4))[0].tolist() == [False, True, True, False]
 
 
+def test_inverse_hessian_factor_is_upper_cholesky_of_damped_inverse():
+    x = torch.randn(500, 40, generator=torch.Generator().manual_seed(3)) * torch.linspace(0.1, 10, 40)
+    stats = HessianStats(40)
+    stats.add(x)
+    upper = inverse_hessian(stats.hessian, percdamp=0.05).upper.double()
+    h = 2 * x.double().T @ x.double() / 500
+    damped_inverse = torch.linalg.inv(h + 0.05 * h.diagonal().mean() * torch.eye(40, dtype=torch.float64))
+    assert torch.equal(upper, upper.triu()) and (upper.diagonal() > 0).all()
+    torch.testing.assert_close(upper.T @ upper, damped_inverse, rtol=1e-4, atol=1e-7)
+
+
 def test_sparsegpt_update_is_the_least_squares_optimum_for_a_prefix_mask():
     """Pruning the first p columns of each row, sequential OBS equals the constrained least-squares solution.
 

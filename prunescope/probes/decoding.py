@@ -10,7 +10,11 @@ transformers 5.24 ``generate`` makes for one unpadded sequence:
   ``temperature == 0``; otherwise ``logits / T`` (``TemperatureLogitsWarper``, skipped when T == 1),
   ``softmax`` and ``torch.multinomial(probs, 1)``. No top-k / top-p / repetition warpers: this equals
   ``generate(do_sample=True, temperature=T, top_k=0, top_p=1.0)``;
-- stop after an end-of-sequence token (which is kept) or after ``max_new_tokens`` tokens.
+- stop after an end-of-sequence token (which is kept) or after ``max_new_tokens`` tokens;
+- no attention mask: every prompt token is attended. ``generate`` does the same only when it cannot infer
+  padding; it masks every prompt token equal to ``pad_token_id`` if that differs from the EOS ids (with
+  SmolLM2, pad = ``<|im_end|>``, which the chat template contains, once ``eos_token_id=None``). Compare with
+  ``generate(ids, attention_mask=torch.ones_like(ids), ...)``.
 
 Sampling draws from a private ``torch.Generator`` seeded with ``seed``; a fresh generator seeded with ``s``
 yields the same stream as the global one after ``torch.manual_seed(s)``, and ``generate`` draws nothing else

@@ -150,7 +150,7 @@ def _vector_column(vectors: list, arrow_type: pa.DataType, vector_dtype: str) ->
     present = np.array([v is not None for v in vectors], dtype=bool)
     if not present.any():
         return pa.nulls(len(vectors), arrow_type)
-    rows = [np.asarray(v.float().numpy() if hasattr(v, "numpy") else v, dtype=np.float32) for v in vectors if v is not None]
+    rows = [_as_numpy(v) for v in vectors if v is not None]
     dims = {row.shape for row in rows}
     if len(dims) != 1 or len(next(iter(dims))) != 1:
         raise ValueError(f"vectors of one column must all be 1-D of one length, got shapes {sorted(dims)}")
@@ -164,3 +164,10 @@ def _vector_column(vectors: list, arrow_type: pa.DataType, vector_dtype: str) ->
 def _check_choice(name: str, value, allowed: tuple) -> None:
     if value not in allowed:
         raise ValueError(f"{name} {value!r} is not one of {allowed}")
+
+
+def _as_numpy(vector) -> np.ndarray:
+    """A 1-D fp32 array from a tensor (any dtype or device) or an array-like."""
+    if hasattr(vector, "detach"):
+        vector = vector.detach().float().cpu().numpy()
+    return np.asarray(vector, dtype=np.float32)

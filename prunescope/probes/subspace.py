@@ -23,7 +23,9 @@ OPTION_LETTERS = ("A", "B", "C", "D")
 ANSWER_CUE = "Answer:"
 
 
-def option_token_ids(tokenizer, letters: Sequence[str] = OPTION_LETTERS, cue: str = ANSWER_CUE) -> tuple[list[int], str]:
+def option_token_ids(
+    tokenizer, letters: Sequence[str] = OPTION_LETTERS, cue: str = ANSWER_CUE
+) -> tuple[list[int], str]:
     """The id of each letter as the next token after ``cue``, and its form (``" A"``, ``"A"`` or the text).
 
     Raises ``ValueError`` naming the letter and its tokenization when a letter is not one token after the

@@ -7,7 +7,9 @@ and SparseGPT, Frantar & Alistarh 2023). The score is |W_ij|.
   rows end up with different numbers of zeros. Exactly ``int(numel * sparsity)`` weights are pruned.
 - N:M: in every row, in each run of M consecutive input columns, the N smallest |W| are pruned.
 
-Ties (frequent in de-quantized weights) go to the lower row-major index; see :mod:`.masks`.
+Ties (frequent in de-quantized weights) go to the lower row-major index; see :mod:`.masks`. The Wanda
+repository's magnitude baseline instead prunes every |W| <= the value at rank ``int(numel * s)``, which
+with many tied magnitudes prunes more than asked; here the count is exact.
 """
 
 from __future__ import annotations

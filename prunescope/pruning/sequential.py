@@ -70,7 +70,8 @@ def prune_model(
         else:
             inputs, layer_kwargs = _capture_layer_inputs(parts, calibration_ids, batch_size, device)
             for layer in parts.layers:
-                inputs = _prune_layer(layer, inputs, layer_kwargs, spec, device, sparsegpt_blocksize, sparsegpt_percdamp)
+                last = layer.index == parts.n_layers - 1  # its outputs feed nothing: skip that pass
+                inputs = _prune_layer(layer, inputs, layer_kwargs, spec, device, sparsegpt_blocksize, sparsegpt_percdamp, last)
                 log.info("pruned layer %d/%d with %s", layer.index + 1, parts.n_layers, spec.name)
     return sparsity_rows(parts)
 
@@ -178,7 +179,8 @@ def _run_layer(layer: LayerParts, inputs: list[torch.Tensor], layer_kwargs: dict
     return outputs
 
 
-def _prune_layer(layer, inputs, layer_kwargs, spec, device, blocksize, percdamp) -> list[torch.Tensor]:
+def _prune_layer(layer, inputs, layer_kwargs, spec, device, blocksize, percdamp, last) -> list[torch.Tensor]:
+    """Statistics pass, pruning, then (unless ``last``) the pass that makes the next layer's inputs."""
     home = next(layer.layer.parameters()).device
     layer.layer.to(device)
     linears = layer.linears()
@@ -207,6 +209,6 @@ def _prune_layer(layer, inputs, layer_kwargs, spec, device, blocksize, percdamp)
                 weight = linears[name].weight
                 pruned, _ = sparsegpt_prune(weight, inverse, spec.sparsity, spec.n_of_m, blocksize)
                 weight.copy_(pruned)
-    outputs = _run_layer(layer, inputs, layer_kwargs)
+    outputs = [] if last else _run_layer(layer, inputs, layer_kwargs)
     layer.layer.to(home)
     return outputs

@@ -19,10 +19,9 @@ tokens, H = 2/n sum x x^T, which rescales nothing that matters). Rows of W are s
    exactly ``int(numel_block * sparsity)`` entries; N:M, per row in each run of M columns, the N lowest,
    chosen when the run's first column is reached.
 
-Differences from the authors' code, on purpose: the unstructured block mask prunes exactly
-``int(numel * sparsity)`` entries with ties broken by index (the reference prunes every entry ``<=`` the
-quantile value, one or more extra); pruned entries are written as exact zeros instead of relying on
-``w - (w / d) * d`` cancelling. Everything runs in fp32 on the weight's device.
+Difference from the authors' code, on purpose: the unstructured block mask prunes exactly
+``int(numel * sparsity)`` entries, ties broken by index (the reference prunes every entry ``<=`` the
+value at that rank, so at least one more per block). Everything runs in fp32 on the weight's device.
 """
 
 from __future__ import annotations
@@ -73,9 +72,14 @@ def inverse_hessian(hessian: torch.Tensor, percdamp: float = 0.01) -> InverseHes
     dead = h.diagonal() == 0
     h[dead, dead] = 1.0
     h.diagonal().add_(percdamp * h.diagonal().mean())
+    # U without forming H^-1: factor H = V V^T with V upper triangular (the Cholesky factor of H with
+    # its index order reversed); then H^-1 = V^-T V^-1, so U = V^-1 is upper triangular with a positive
+    # diagonal: the upper Cholesky factor of H^-1. One factorisation and one triangular inverse.
     try:
-        lower = torch.linalg.cholesky(h)
-        upper = torch.linalg.cholesky(torch.cholesky_inverse(lower), upper=True)
+        flipped = torch.linalg.cholesky(h.flip(0, 1))
+        v = flipped.flip(0, 1)
+        identity = torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
+        upper = torch.linalg.solve_triangular(v, identity, upper=True)
     except torch.linalg.LinAlgError as error:
         raise ValueError(
             f"SparseGPT: the damped Hessian ({h.shape[0]} inputs) is not positive definite with "
@@ -102,45 +106,48 @@ def sparsegpt_prune(
     if blocksize < 1 or (n_of_m is not None and blocksize % n_of_m[1]):
         raise ValueError(f"SparseGPT blocksize must be a positive multiple of M, got {blocksize} (n_of_m={n_of_m})")
     upper = inverse.upper.to(weight.device)
-    w = weight.detach().float().clone()
-    w[:, inverse.dead.to(weight.device)] = 0.0
-    mask = torch.zeros_like(w, dtype=torch.bool)
+    dead = inverse.dead.to(weight.device)
+    # Work on W^T: an input column of W is then a contiguous row, which keeps the per-column loop fast.
+    w_t = weight.detach().float().t().contiguous()
+    w_t[dead] = 0.0
+    mask_t = torch.zeros_like(w_t, dtype=torch.bool)
 
     for start in range(0, d_in, blocksize):
         end = min(start + blocksize, d_in)
-        block, block_mask, errors = _prune_block(w[:, start:end].clone(), upper[start:end, start:end], sparsity, n_of_m)
-        w[:, start:end] = block
-        mask[:, start:end] = block_mask
+        errors_t = _prune_block(w_t[start:end], mask_t[start:end], upper[start:end, start:end], sparsity, n_of_m)
         # Lazy batch update: the block's errors reach every later column in one matrix product.
-        w[:, end:].addmm_(errors, upper[start:end, end:], alpha=-1.0)
+        w_t[end:].addmm_(upper[start:end, end:].t(), errors_t, alpha=-1.0)
 
-    mask |= inverse.dead.to(weight.device).unsqueeze(0)
-    return w, mask
+    mask_t[dead] = True
+    w_t.masked_fill_(mask_t, 0.0)  # pruned entries are exact zeros, not w - (w / d) * d
+    return w_t.t().contiguous(), mask_t.t().contiguous()
 
 
 def _prune_block(
-    block: torch.Tensor, upper: torch.Tensor, sparsity: float, n_of_m: tuple[int, int] | None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Prune one column block in place with OBS updates; return (block, block mask, scaled errors)."""
-    rows, count = block.shape
-    diag = upper.diagonal()
+    block_t: torch.Tensor, mask_t: torch.Tensor, upper: torch.Tensor, sparsity: float, n_of_m: tuple[int, int] | None
+) -> torch.Tensor:
+    """Choose the block's mask and apply the OBS updates in place (transposed: row j = input column j).
+
+    Returns the block's errors e_j = w_j / U_jj at pruned entries (zero elsewhere), shaped like the block.
+    Pruned entries are left holding their last value; the caller zeroes them once at the end, which is
+    the same because later updates only touch columns to the right of the one being pruned.
+    """
+    count = block_t.shape[0]
+    diag = upper.diagonal().unsqueeze(1)
     if n_of_m is None:
-        saliency = block.square() / diag.square().unsqueeze(0)
-        mask = smallest_per_matrix(saliency, n_to_prune(saliency.numel(), sparsity))
-    else:
-        mask = torch.zeros_like(block, dtype=torch.bool)
-    errors = torch.zeros_like(block)
+        saliency = block_t.square() / diag.square()
+        mask_t.copy_(smallest_per_matrix(saliency.t(), n_to_prune(saliency.numel(), sparsity)).t())
+        error_scale = mask_t / diag  # e_j = w_j * mask_j / U_jj
+    errors_t = torch.empty_like(block_t)
 
     for j in range(count):
         if n_of_m is not None and j % n_of_m[1] == 0:
             n, m = n_of_m
-            group = block[:, j : j + m].square() / diag[j : j + m].square().unsqueeze(0)
-            mask[:, j : j + m] = smallest_per_group(group, n, m)
-        column = block[:, j]
-        removed = torch.where(mask[:, j], column, torch.zeros_like(column))
-        error = removed / diag[j]
-        # OBS update of the columns still free inside the block; column j itself becomes exactly q.
-        block[:, j + 1 :].addr_(error, upper[j, j + 1 :], alpha=-1.0)
-        block[:, j] = column - removed
-        errors[:, j] = error
-    return block, mask, errors
+            saliency = block_t[j : j + m].square() / diag[j : j + m].square()
+            mask_t[j : j + m] = smallest_per_group(saliency.t(), n, m).t()
+            group_scale = mask_t[j : j + m] / diag[j : j + m]
+        scale = error_scale[j] if n_of_m is None else group_scale[j % n_of_m[1]]
+        torch.mul(block_t[j], scale, out=errors_t[j])
+        # OBS update of the columns still free inside the block.
+        block_t[j + 1 :].addr_(upper[j, j + 1 :], errors_t[j], alpha=-1.0)
+    return errors_t
