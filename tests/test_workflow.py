@@ -51,6 +51,10 @@ def tiny_config(checkpoint: Path) -> dict:
         "probes": {"temperature": 1.0, "seed": 1, "max_new_tokens": 5,
                    "sets": {"mc": {"kind": "multiple_choice", "n": 2}, "math": {"kind": "math", "n": 1}}},
         "metrics": {"temperatures": [0.5, 1.0]},
+        "tasks": {"benchmarks": [
+            {"name": "piqa", "kind": "multiple_choice", "limit": 3},
+            {"name": "basic_skills_arithmetic_gen", "kind": "generative", "limit": 3, "shots": 2},
+        ]},
     }
 
 
@@ -95,6 +99,9 @@ def test_full_run_produces_every_stage(workflow_run):
     ).fetchall()
     assert temperatures == [(0.5,), (1.0,)]
     assert (workdir / "logs" / "tiny" / "wanda-unstructured50" / "prune.log").is_file()
+    tasks = duckdb.sql(f"SELECT DISTINCT variant FROM '{results}/*/tasks/summary.parquet'").fetchall()
+    assert len(tasks) == 6
+    assert (workdir / "results" / "report" / "index.html").stat().st_size > 10_000
     assert (workdir / "benchmarks" / "tiny" / "wanda-unstructured50" / "prune.tsv").is_file()
 
 
@@ -111,13 +118,15 @@ def test_config_edit_reruns_only_what_it_touches(workflow_run):
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     jobs = planned_jobs(snakemake(workdir, "--dry-run"))
     # A new k: its spec and its own downstream jobs, never the scoring pass or anything of other variants.
-    assert jobs == {"drop_spec": 1, "probe_generation": 1, "probe_subspace": 1, "metrics_generation": 1,
-                    "metrics_subspace": 1, "all": 1}
+    assert {rule: n for rule, n in jobs.items() if not rule.startswith("report")} == {
+        "drop_spec": 1, "probe_generation": 1, "probe_subspace": 1, "metrics_generation": 1, "metrics_subspace": 1,
+        "task_eval": 1, "all": 1}
 
     config["metrics"]["temperatures"] = [1.0]  # only the metrics stage reads the temperatures
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     jobs = planned_jobs(snakemake(workdir, "--dry-run"))
-    assert set(jobs) - {"all", "drop_spec", "probe_generation", "probe_subspace"} == {
+    assert {rule for rule in jobs if not rule.startswith("report")} - {
+        "all", "drop_spec", "probe_generation", "probe_subspace", "task_eval"} == {
         "metrics_layerwise", "metrics_generation", "metrics_subspace"}
 
     config["calibration"]["n_samples"] = 6  # new calibration: every calibrated product reruns, magnitude doesn't

@@ -1,0 +1,87 @@
+"""Bad task configuration fails at parse time with a message naming the problem and what is available."""
+
+import pytest
+import yaml
+
+from prunescope.config import ConfigError, check_config, load_schema
+from prunescope.tasks import TASKS, TaskConfigError, check_tasks
+from prunescope.tasks.validate import hub_offline
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def tasks(*benchmarks, source="embedded"):
+    return {"source": source, "benchmarks": [dict(b) for b in benchmarks]}
+
+
+def arc(**extra):
+    return {"name": "arc_easy", "kind": "multiple_choice", "limit": 10, **extra}
+
+
+def problems(config, offline=True) -> str:
+    with pytest.raises(TaskConfigError) as err:
+        check_tasks(config, offline=offline)
+    return str(err.value)
+
+
+def test_the_default_config_is_valid_offline():
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    check_tasks(config["tasks"], offline=True)
+
+
+def test_unknown_task_lists_what_is_available():
+    message = problems(tasks(arc(), {"name": "hellaswagg", "kind": "multiple_choice"}))
+    assert "tasks.benchmarks[1] ('hellaswagg')" in message and "not available offline" in message
+    for name in TASKS:
+        assert name in message
+    assert "tasks.benchmarks[0]" not in message
+
+
+def test_hub_task_while_offline_fails_and_lists_offline_tasks():
+    for name, kind in (("hellaswag", "multiple_choice"), ("mmlu", "multiple_choice"), ("gsm8k", "generative")):
+        message = problems(tasks({"name": name, "kind": kind}, source="hub"), offline=True)
+        assert "HF_HUB_OFFLINE" in message and "tasks.source: embedded" in message and "arc_easy" in message
+    # prunescope's own tasks read the snapshots, also with source: hub
+    check_tasks(tasks({"name": "squad_retrieval", "kind": "retrieval"}, source="hub"), offline=True)
+
+
+def test_kind_shots_duplicates_and_reserved_names():
+    message = problems(tasks(
+        arc(kind="generative"), arc(),
+        {"name": "squad_retrieval", "kind": "retrieval", "shots": 2},
+        {"name": "summary", "kind": "multiple_choice"},
+        {"name": "piqa", "kind": "ranking"},
+    ))
+    assert "is a multiple_choice task, not generative" in message
+    assert "'arc_easy' is listed more than once" in message
+    assert "retrieval takes no few-shot examples" in message
+    assert "'summary' cannot be a task name" in message
+    assert "kind 'ranking' is not allowed; allowed: multiple_choice, generative, retrieval" in message
+
+
+def test_schema_rejects_bad_entries_before_the_task_check():
+    schema = load_schema(ROOT / "config" / "schema.yaml")
+    config = {"models": {"m": {"source": "embedded"}}, "variants": ["dense"],
+              "tasks": {"benchmarks": [{"name": "arc_easy", "kind": "multiple_choice", "limit": 0, "n_shots": 1}]}}
+    with pytest.raises(ConfigError) as err:
+        check_config(config, schema)
+    assert "unknown key(s) 'n_shots'" in str(err.value) and "tasks.benchmarks[0].limit" in str(err.value)
+
+
+def test_offline_switch_is_read_from_the_environment(monkeypatch):
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hub_offline()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    assert not hub_offline()
+
+
+@pytest.mark.slow
+def test_hub_names_are_checked_against_lm_eval_when_online():
+    """Indexes lm-eval's task YAML files (about 15 s); nothing is downloaded."""
+    message = problems(tasks({"name": "hellaswag_typo", "kind": "multiple_choice"},
+                             {"name": "humaneval_plus", "kind": "generative"},
+                             {"name": "lambada_openai", "kind": "generative"}, source="hub"), offline=False)
+    assert "'hellaswag_typo'): not an lm-eval task or group; close matches:" in message and "hellaswag" in message
+    assert "'humaneval_plus'): executes generated code; supported code tasks: humaneval, mbpp" in message
+    assert "'lambada_openai'): lm-eval task has output_type 'loglikelihood' (not supported), not generative" in message
