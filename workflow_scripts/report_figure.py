@@ -1,9 +1,9 @@
 """Rules report_fig*: one report figure — its SQL over the input tables -> CSV, PNG and SVG."""
 
 from prunescope.report.figures import build_figure
-from prunescope.runlog import setup_job
+from prunescope.report.joblog import setup_log
 
-log = setup_job(snakemake.log[0], snakemake.threads, snakemake.rule)
+log = setup_log(snakemake.log[0], snakemake.rule)
 sources = {view: list(snakemake.input.get(view, [])) for view in ("metrics", "tasks")}
 paper = {view: snakemake.input[view] for view in ("paper_fig1", "paper_fig4") if view in snakemake.input.keys()}
 outputs = dict(snakemake.output.items())

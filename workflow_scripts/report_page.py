@@ -3,9 +3,9 @@
 import pandas as pd
 
 from prunescope.report.page import PageFigure, write_page
-from prunescope.runlog import setup_job
+from prunescope.report.joblog import setup_log
 
-log = setup_job(snakemake.log[0], snakemake.threads, snakemake.rule)
+log = setup_log(snakemake.log[0], snakemake.rule)
 figures = [
     PageFigure(name, title, svg, caption)
     for (name, title), svg, caption in zip(snakemake.params.figures, snakemake.input.svg, snakemake.input.captions)
