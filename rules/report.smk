@@ -34,9 +34,12 @@ REPORT_READS = {
     # The task stage writes one summary per (model, variant) when `tasks` is configured.
     "tasks": [f"results/{m}/{v}/tasks/summary.parquet" for m in MODELS for v in VARIANTS] if REPORT_CONFIGURED["tasks"] else [],
 }
+# The SQL, captions and paper data ship beside the main Snakefile; inputs are absolute so that runs with
+# --directory elsewhere find them.
+REPORT_SOURCES = str(Path(workflow.basedir) / "reports")
 REPORT_PAPER_FILES = {
-    "paper_fig1": "reports/paper_data/fig1_layer_drop_vs_tasks.csv",
-    "paper_fig4": "reports/paper_data/fig4_layerwise_cosine_qwen2.5-7b.csv",
+    "paper_fig1": f"{REPORT_SOURCES}/paper_data/fig1_layer_drop_vs_tasks.csv",
+    "paper_fig4": f"{REPORT_SOURCES}/paper_data/fig4_layerwise_cosine_qwen2.5-7b.csv",
 }
 REPORT_INPUTS = {
     figure.name: {
@@ -56,7 +59,7 @@ for _figure in REPORT_FIGURES:
         name:
             f"report_{_figure.name}"
         input:
-            sql=f"reports/{_figure.name}.sql",
+            sql=f"{REPORT_SOURCES}/{_figure.name}.sql",
             **REPORT_INPUTS[_figure.name],
         output:
             png=report(f"{REPORT_DIR}/{_figure.name}.png", caption=f"../reports/{_figure.name}.rst",
@@ -80,9 +83,15 @@ for _figure in REPORT_FIGURES:
             "../workflow_scripts/report_figure.py"
 
 
+# Seconds of DuckDB and Altair work: run on the submit host, not as cluster jobs.
+localrules:
+    report_summary,
+    report_page,
+
+
 rule report_summary:
     input:
-        sql="reports/summary.sql",
+        sql=f"{REPORT_SOURCES}/summary.sql",
         metrics=[p for group in SUMMARY_READS if group != "tasks" for p in REPORT_READS[group]],
         tasks=REPORT_READS["tasks"],
     output:
@@ -107,9 +116,9 @@ rule report_summary:
 rule report_page:
     input:
         svg=[f"{REPORT_DIR}/{figure.name}.svg" for figure in REPORT_FIGURES],
-        captions=[f"reports/{figure.name}.rst" for figure in REPORT_FIGURES],
+        captions=[f"{REPORT_SOURCES}/{figure.name}.rst" for figure in REPORT_FIGURES],
         summary=f"{REPORT_DIR}/summary.parquet",
-        summary_caption="reports/summary.rst",
+        summary_caption=f"{REPORT_SOURCES}/summary.rst",
     output:
         report(f"{REPORT_DIR}/index.html", caption="../reports/index.rst", category="Report page",
                labels={"figure": "Report page", "file": "HTML"}),

@@ -23,7 +23,10 @@ SNAKEFILE = """\
 import sys
 sys.path.insert(0, {root!r})
 
+from snakemake.utils import validate
+
 configfile: "config.yaml"
+validate(config, {schema!r})  # fills the schema defaults, as the main Snakefile does
 
 include: {common!r}
 include: {report!r}
@@ -70,7 +73,7 @@ def workdir(tmp_path_factory):
     shutil.copytree(ROOT / "reports", workdir / "reports")  # a copy the test may edit
     (workdir / "config.yaml").write_text(yaml.safe_dump(CONFIG))
     (workdir / "Snakefile").write_text(SNAKEFILE.format(
-        root=str(ROOT), common=str(ROOT / "rules" / "common.smk"), report=str(ROOT / "rules" / "report.smk")))
+        root=str(ROOT), schema=str(ROOT / "config" / "schema.yaml"), common=str(ROOT / "rules" / "common.smk"), report=str(ROOT / "rules" / "report.smk")))
     snakemake(workdir)
     return workdir
 
