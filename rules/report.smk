@@ -5,9 +5,13 @@
 # Every job is light and runs where Snakemake runs (localrule), also on a cluster.
 from pathlib import Path
 
+import prunescope.report.catalog as report_catalog
 from prunescope.report.catalog import SUMMARY_READS, plan
 
 REPORT_DIR = "results/report"
+# The report library is an input of every report job: Snakemake compares input checksums, so editing a query
+# helper or a chart builder reruns the figures (script edits alone are tracked only by the script's mtime).
+REPORT_CODE = sorted(str(p) for p in Path(report_catalog.__file__).parent.glob("*.py"))
 # The paper's analysis temperature (T = 1) when the metrics stage computed it, else the probes' one, else the first.
 REPORT_TEMPERATURE = next(
     (t for t in (1.0, config["probes"]["temperature"]) if t in config["metrics"]["temperatures"]),
@@ -60,6 +64,7 @@ for _figure in REPORT_FIGURES:
             f"report_{_figure.name}"
         input:
             sql=f"{REPORT_SOURCES}/{_figure.name}.sql",
+            library=REPORT_CODE,
             **REPORT_INPUTS[_figure.name],
         output:
             png=report(f"{REPORT_DIR}/{_figure.name}.png", caption=f"../reports/{_figure.name}.rst",
@@ -92,6 +97,7 @@ localrules:
 rule report_summary:
     input:
         sql=f"{REPORT_SOURCES}/summary.sql",
+        library=REPORT_CODE,
         metrics=[p for group in SUMMARY_READS if group != "tasks" for p in REPORT_READS[group]],
         tasks=REPORT_READS["tasks"],
     output:
@@ -119,6 +125,7 @@ rule report_page:
         captions=[f"{REPORT_SOURCES}/{figure.name}.rst" for figure in REPORT_FIGURES],
         summary=f"{REPORT_DIR}/summary.parquet",
         summary_caption=f"{REPORT_SOURCES}/summary.rst",
+        library=REPORT_CODE,
     output:
         report(f"{REPORT_DIR}/index.html", caption="../reports/index.rst", category="Report page",
                labels={"figure": "Report page", "file": "HTML"}),

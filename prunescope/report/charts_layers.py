@@ -52,9 +52,12 @@ def _hierarchy(frame: pd.DataFrame, column: str, row: str | None) -> alt.FacetCh
         x=x,
         y=alt.Y("mean:Q", title="cosine similarity to dense", scale=alt.Scale(zero=False)),
         color=color,
-        strokeDash=alt.StrokeDash("source:N", title="source", scale=scale([SOURCE_DASHES[s] for s in sources], sources)),
-        # Same field as strokeDash: the two merge into one "source" legend (legend=None here would hide both).
-        opacity=alt.Opacity("source:N", title="source", scale=scale([SOURCE_OPACITY[s] for s in sources], sources)),
+        # Same field for both: they merge into one "source" legend (legend=None on one alone would hide both);
+        # with our data only there is nothing to tell apart.
+        strokeDash=alt.StrokeDash("source:N", title="source", scale=scale([SOURCE_DASHES[s] for s in sources], sources),
+                                  legend=alt.Legend() if len(sources) > 1 else None),
+        opacity=alt.Opacity("source:N", title="source", scale=scale([SOURCE_OPACITY[s] for s in sources], sources),
+                            legend=alt.Legend() if len(sources) > 1 else None),
         detail="source:N",
         tooltip=["space", "source", "layer", alt.Tooltip("mean:Q", format=".4f")],
     )

@@ -11,7 +11,8 @@ metrics        ``results/{model}/{variant}/metrics/*.parquet``, columns of
                :data:`prunescope.metrics.long_table.COLUMNS` (:data:`METRICS_SCHEMA`)
 tasks          ``results/{model}/{variant}/tasks/summary.parquet`` (:data:`TASKS_SCHEMA`)
 task_scores    one score per (model, variant, task) in percent: the task's primary (metric, filter) (see
-               :data:`PRIMARY_METRICS`), the same for every variant of a model; a group task's own row,
+               :data:`PRIMARY_METRICS`, :data:`PRIMARY_FILTERS`), the same for every variant of a model; a
+               group task's own row,
                else the mean of its subtasks
 variants       one row per variant name seen in ``metrics`` or ``tasks`` (plus ``dense``): kind, method,
                pattern, sparsity, unit, k, a display label and a sort order
@@ -60,8 +61,11 @@ PAPER_FILES = {"paper_fig1": "fig1_layer_drop_vs_tasks.csv", "paper_fig4": "fig4
 
 # The score a task is shown by, first match wins (lm-eval metric names); other metrics (e.g. the gold
 # companions gold_acc / gold_loglik) come after these in alphabetical order. Length-normalised accuracy
-# first, as usually reported for HellaSwag and ARC. Among filters, lm-eval's "none" first, then alphabetical.
+# first, as usually reported for HellaSwag and ARC.
 PRIMARY_METRICS = ("acc_norm", "acc", "exact_match", "pass@1", "ndcg@10", "recall@1", "f1")
+# Then the filter: lm-eval's "none", then (retrieval) mean pooling — a causal LM not trained as an
+# encoder has no sentence embedding in its last token — then alphabetical.
+PRIMARY_FILTERS = ("none", "mean")
 
 _METHOD_LABELS = {"magnitude": "Magnitude", "wanda": "Wanda", "sparsegpt": "SparseGPT"}
 
@@ -158,7 +162,8 @@ def _parquet_view(con: duckdb.DuckDBPyConnection, view: str, files: list[str], s
 
 
 def _task_scores_view(con: duckdb.DuckDBPyConnection) -> None:
-    preference = "[" + ", ".join(_quote(m) for m in PRIMARY_METRICS) + "]"
+    metrics = "[" + ", ".join(_quote(m) for m in PRIMARY_METRICS) + "]"
+    filters = "[" + ", ".join(_quote(f) for f in PRIMARY_FILTERS) + "]"
     con.execute(f"""
         CREATE VIEW task_scores AS
         -- one value per (metric, filter): a group's own row when lm-eval reports one, else its subtasks' mean
@@ -176,8 +181,8 @@ def _task_scores_view(con: duckdb.DuckDBPyConnection) -> None:
         ranked AS (
             SELECT model, task, metric, filter,
                    row_number() OVER (PARTITION BY model, task ORDER BY
-                       coalesce(list_position({preference}, metric), 1000), metric,
-                       filter IS DISTINCT FROM 'none', filter) AS rank
+                       coalesce(list_position({metrics}, metric), 1000), metric,
+                       coalesce(list_position({filters}, filter), 1000), filter) AS rank
             FROM (SELECT DISTINCT model, task, metric, filter FROM per_task)
         )
         SELECT t.model, t.variant, t.task, t.task_kind, t.metric, t.filter,
