@@ -91,8 +91,8 @@ def test_full_run_produces_every_stage(workflow_run):
     kl = duckdb.sql(
         f"SELECT count(*), min(value) FROM '{results}/*/metrics/layerwise-*.parquet' "
         "WHERE space = 'probability' AND metric = 'kl' AND temperature = 1.0"
-    ).fetchone()
-    n_layerwise = duckdb.sql(f"SELECT count(*) FROM '{results}/*/probes/layerwise-*.parquet'").fetchone()[0]
+    ).fetchall()[0]
+    n_layerwise = duckdb.sql(f"SELECT count(*) FROM '{results}/*/probes/layerwise-*.parquet'").fetchall()[0][0]
     assert kl[0] == n_layerwise and kl[1] >= 0
     temperatures = duckdb.sql(
         f"SELECT DISTINCT temperature FROM '{results}/*/metrics/*.parquet' WHERE space = 'probability' ORDER BY 1"
