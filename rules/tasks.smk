@@ -5,9 +5,11 @@ if TASK_NAMES:
     STAGE_TARGETS.append(lambda model: [f"results/{model}/{v}/tasks/summary.parquet" for v in VARIANTS])
 
 
-# Seconds of work reading the installed package: not worth a cluster job.
+# task_data: seconds of work reading the installed package, not worth a cluster job; task_fetch:
+# downloads, which need the submit host's internet access.
 localrules:
     task_data,
+    task_fetch,
 
 
 rule task_data:
@@ -23,6 +25,23 @@ rule task_data:
         runtime=15,
     script:
         "../workflow_scripts/task_data.py"
+
+
+rule task_fetch:
+    output:
+        "resources/benchmarks/hub/{task}.json",
+    wildcard_constraints:
+        task="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    params:
+        kind=lambda wildcards: TASK_KINDS[wildcards.task],
+    log:
+        "logs/benchmarks/hub/{task}.log",
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    script:
+        "../workflow_scripts/task_fetch.py"
 
 
 rule task_eval:

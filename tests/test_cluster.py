@@ -1,8 +1,11 @@
 """Paper-scale config and SLURM profile: the full DAG plans here, and GPU rules map to sbatch options."""
 
+import json
+import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,16 +18,29 @@ from tests.test_workflow import planned_jobs
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def dry_run(*args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", *args], cwd=ROOT, capture_output=True,
-                            text=True, timeout=300, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
-    assert result.returncode == 0, result.stderr[-4000:]
+OFFLINE = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+
+
+def dry_run(*args: str, online: bool = False, check: bool = True) -> subprocess.CompletedProcess:
+    """``snakemake -n``; ``online``: as on a submit host with internet (nothing is downloaded by a dry run,
+    but hub task names are then looked up in lm-eval's index instead of being refused)."""
+    env = {k: v for k, v in os.environ.items() if not (online and k in OFFLINE)}
+    if not online:
+        env |= dict.fromkeys(OFFLINE, "1")
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--snakefile", str(ROOT / "Snakefile"), *args], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300, env=env)
+    if check:
+        assert result.returncode == 0, result.stderr[-4000:]
     return result
 
 
 @pytest.fixture(scope="module")
-def paper_plan():
-    return dry_run("--configfile", "config/paper.yaml")
+def paper_plan(tmp_path_factory):
+    started = time.perf_counter()  # in an empty working directory: nothing of the default run counts as done
+    plan = dry_run("--configfile", "config/paper.yaml", "--directory", str(tmp_path_factory.mktemp("paper")),
+                   online=True)
+    print(f"paper dry run: {time.perf_counter() - started:.1f} s")
+    return plan
 
 
 def test_paper_dag_has_the_expected_jobs(paper_plan):
@@ -40,11 +56,44 @@ def test_paper_dag_has_the_expected_jobs(paper_plan):
         "probe_prompts": 1, "probe_layerwise_drop": 1, "probe_layerwise_pruned": intra,
         "probe_generation_dense": 1, "probe_generation": non_dense, "probe_subspace": non_dense * has_mc,
         "metrics_layerwise": 1 + intra, "metrics_generation": non_dense, "metrics_subspace": non_dense * has_mc,
+        "task_eval": 1 + non_dense,
     }
     jobs = planned_jobs(paper_plan)
     for rule, count in per_model.items():
         assert jobs.get(rule) == count * n_models, rule
     assert (n_models, intra, drops) == (3, 9, 36)
+    # Shared by the models: one download per hub task, one conversion per snapshot task.
+    benchmarks = config["tasks"]["benchmarks"]
+    assert jobs.get("task_fetch") == sum(b["kind"] != "retrieval" for b in benchmarks) == 13
+    assert jobs.get("task_data") == 1  # squad_retrieval, prunescope's own task
+
+
+def test_paper_tasks_are_the_papers_with_its_shot_counts():
+    tasks = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())["tasks"]
+    assert tasks["source"] == "hub"
+    shots = {b["name"]: b["shots"] for b in tasks["benchmarks"]}
+    # NOTES §3 (the LLM-Drop script the paper's code inherits) and §4 ("MBPP (3-shot)")
+    assert shots == {"hellaswag": 10, "mmlu": 5, "boolq": 0, "arc_challenge": 25, "openbookqa": 0, "winogrande": 5,
+                     "rte": 0, "piqa": 0, "gsm8k": 5, "humaneval": 0, "mbpp": 3, "nq_open": 0,
+                     "scrolls_narrativeqa": 0, "squad_retrieval": 0}
+
+
+def test_hub_tasks_offline_need_fetched_data(tmp_path):
+    """Offline (a compute node) the paper config is refused until its hub tasks were fetched; once their
+    manifests exist the same config plans, and no task is fetched again."""
+    refused = dry_run("--configfile", "config/paper.yaml", "--directory", str(tmp_path), check=False)
+    assert refused.returncode != 0
+    message = refused.stdout + refused.stderr
+    assert "tasks.benchmarks[0] ('hellaswag')" in message and "task_fetch" in message and "HF_HUB_OFFLINE" in message
+    tasks = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())["tasks"]["benchmarks"]
+    hub = tmp_path / "resources" / "benchmarks" / "hub"
+    hub.mkdir(parents=True)
+    for entry in tasks:
+        if entry["kind"] != "retrieval":
+            (hub / f"{entry['name']}.json").write_text(json.dumps({"task": entry["name"], "kind": entry["kind"]}))
+    plan = dry_run("--configfile", "config/paper.yaml", "--directory", str(tmp_path))
+    jobs = planned_jobs(plan)
+    assert "task_fetch" not in jobs and jobs["task_eval"] == 3 * 46
 
 
 def test_paper_models_come_from_the_hub_pinned():
@@ -98,5 +147,5 @@ def test_downloads_and_report_are_local_rules():
     (A dry run does not mark local jobs under the slurm profile, so the declarations are read here.)"""
     declared = " ".join(re.findall(r"^localrules:\n((?:    \w+,\n)+)", "\n".join(
         p.read_text() for p in (ROOT / "rules").glob("*.smk")), re.M))
-    for rule in ("model", "task_data", "report_page"):
+    for rule in ("model", "task_data", "task_fetch", "report_page"):
         assert f"{rule}," in declared, rule

@@ -1,18 +1,15 @@
 """Rules metrics_*: the metrics table of each probe table of one (model, variant, probe)."""
 
 from prunescope.device import resolve_device
-from prunescope.loading import load_model
+from prunescope.metrics.head_loading import load_head
 from prunescope.metrics.job import probe_metrics, write_metrics
-from prunescope.metrics.long_table import head_from_model
 from prunescope.runlog import setup_job
 
 log = setup_job(snakemake.log[0], snakemake.threads, snakemake.rule)
 settings = dict(snakemake.params.settings)
 device = resolve_device(snakemake.params.device)
-# The dense model's own head is every metric's lens (pruning never touches it).
-dense, _ = load_model(snakemake.input.model)
-head = head_from_model(dense, apply_final_norm=snakemake.params.apply_final_norm)
-del dense
+# The dense model's own head is every metric's lens (pruning never touches it); only its tensors are read.
+head = load_head(snakemake.input.model, apply_final_norm=snakemake.params.apply_final_norm)
 references = snakemake.input.get("references") or [None] * len(snakemake.output)
 for probe_file, reference_file, path in zip(snakemake.input.probes, references, snakemake.output):
     frame = probe_metrics(probe_file, head, settings["temperatures"], reference_file, settings["chunk_rows"], device)

@@ -1,8 +1,10 @@
 """Rules probe_layerwise_drop / probe_layerwise_pruned: the layer-wise shared-context probe, every probe set."""
 
+import time
+
 from prunescope.probes.jobs import ProbeJob, load_for_analysis
 from prunescope.probes.layerwise import layerwise_probe
-from prunescope.runlog import setup_job
+from prunescope.runlog import log_probe_throughput, setup_job
 
 log = setup_job(snakemake.log[0], snakemake.threads, snakemake.rule)
 variant_name = snakemake.params.variant
@@ -12,6 +14,8 @@ if variant_name != "dense":  # pruned mode: the variant's sublayers on the dense
     variant, _ = load_for_analysis(snakemake.input.model, variant_name, snakemake.input.variant, snakemake.params.device)
 for probe_set, prompt_file, path in zip(snakemake.params.sets, snakemake.input.prompts, snakemake.output):
     job = ProbeJob(prompt_file, snakemake.params.decoding, snakemake.params.vector_dtype)
+    start = time.perf_counter()
     records = layerwise_probe(dense, job.prompts, job.decoding, variant=variant)
+    log_probe_throughput(log, "layerwise", probe_set, job.prompts, records, time.perf_counter() - start)
     job.write(records, path, model=snakemake.wildcards.model, variant=variant_name, probe="layerwise", probe_set=probe_set)
     log.info("%s: %d rows (%s mode) -> %s", probe_set, len(records), "drop" if variant is None else "pruned", path)

@@ -1,13 +1,21 @@
 """Rule task_eval: evaluate one variant on every configured task; per-task Parquet + summary + raw lm-eval output."""
 
+import json
 from pathlib import Path
 
-from prunescope.device import resolve_device
-from prunescope.loading import load_variant
-from prunescope.runlog import setup_job
-from prunescope.tasks.outputs import run_settings, write_evaluation
-from prunescope.tasks.runner import EvalSettings, TaskEntry, evaluate_tasks
-from prunescope.tasks.sandbox import SandboxLimits
+from prunescope.tasks.fetch import use_fetched_data
+
+# First, before anything imports datasets: hub tasks read the cache that their local task_fetch job filled,
+# never the network (compute nodes may have none).
+use_fetched_data([json.loads(Path(path).read_text()) for key, path in snakemake.input.items()
+                  if key.startswith("fetched_")])
+
+from prunescope.device import resolve_device  # noqa: E402 (after the offline switch)
+from prunescope.loading import load_variant  # noqa: E402
+from prunescope.runlog import setup_job  # noqa: E402
+from prunescope.tasks.outputs import run_settings, write_evaluation  # noqa: E402
+from prunescope.tasks.runner import EvalSettings, TaskEntry, evaluate_tasks  # noqa: E402
+from prunescope.tasks.sandbox import SandboxLimits  # noqa: E402
 
 log = setup_job(snakemake.log[0], snakemake.threads, snakemake.rule)
 model_name, variant = snakemake.wildcards.model, snakemake.wildcards.variant

@@ -2,9 +2,11 @@
 
 :mod:`.spaces` computes per-row tensors from (h_ref, h_var, head, temperatures); :mod:`.long_table`
 builds the output head from a model and turns the tensors plus the probe's key columns into the tidy
-long-format table the metrics stage writes.
+long-format table the metrics stage writes; :mod:`.head_loading` reads that head straight from a checkpoint
+without loading the model.
 """
 
+from prunescope.metrics.head_loading import MissingHeadTensorError, load_head
 from prunescope.metrics.long_table import COLUMNS, CONVENTIONS, KEY_COLUMNS, head_from_model, long_table
 from prunescope.metrics.spaces import (
     PROBABILITY_METRICS,
@@ -22,6 +24,7 @@ __all__ = [
     "COLUMNS",
     "CONVENTIONS",
     "KEY_COLUMNS",
+    "MissingHeadTensorError",
     "PROBABILITY_METRICS",
     "SUBSPACE_METRICS",
     "VECTOR_METRICS",
@@ -29,6 +32,7 @@ __all__ = [
     "RowMetrics",
     "compute_metrics",
     "head_from_model",
+    "load_head",
     "long_table",
     "probability_metrics",
     "subspace_metrics",

@@ -61,7 +61,14 @@ def head_from_model(model: nn.Module, apply_final_norm: bool = False) -> Head:
     norm = None
     if apply_final_norm:
         norm = copy.deepcopy(parts.final_norm).float().eval().requires_grad_(False)
-    config = model.config
+    return head_from_parts(weight, bias, norm, model.config)
+
+
+def head_from_parts(weight: torch.Tensor, bias: torch.Tensor | None, norm: nn.Module | None, config) -> Head:
+    """A :class:`Head` of fp32 ``weight``/``bias``/``norm`` with the logit scaling and soft-capping of ``config``.
+
+    Shared by :func:`head_from_model` and :func:`prunescope.metrics.head_loading.load_head`.
+    """
     scale = float(getattr(config, "logit_scale", None) or 1.0)  # Cohere: logits * logit_scale
     if getattr(config, "logits_scaling", None):  # Granite: logits / logits_scaling
         scale /= float(config.logits_scaling)
