@@ -67,6 +67,8 @@ def _describe(error) -> str:
         return f"{where}: {error.instance!r} is not allowed; allowed: {what}"
     if error.validator == "type":
         return f"{where}: {error.instance!r} has the wrong type; expected {schema['type']}"
+    if error.validator in ("anyOf", "oneOf"):
+        return f"{where}: {error.instance!r} is not allowed; allowed: {schema.get('description', error.message)}"
     if error.validator == "minProperties":
         return f"{where}: at least one entry is required"
     return f"{where}: {error.message}"

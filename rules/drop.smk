@@ -12,6 +12,7 @@ rule layer_scores:
         "results/{model}/layer_scores.parquet",
     params:
         device=config["device"],
+        dtype=model_dtype,
         batch_size=config["dropping"]["batch_size"],
     log:
         "logs/{model}/layer_scores.log",
@@ -36,6 +37,7 @@ rule drop_spec:
     params:
         selection=config["dropping"]["selection"],
         device=config["device"],
+        dtype=model_dtype,
         batch_size=config["dropping"]["batch_size"],
     log:
         "logs/{model}/{variant}/drop_spec.log",

@@ -137,6 +137,7 @@ def test_slurm_profile_maps_gpu_rules_to_sbatch():
     call = sbatch_call(prune)
     for option in ("-p gpu", "--mem 160000", "-t 360", "--gpus=1"):
         assert option in call, (option, call)
+    assert prune["gpu_mem_mb"] == 80000 and "80000" not in call  # sizes batch_size: auto; not an sbatch option
     calibration = job_resources(plan, "calibration")
     assert calibration["gpu"] == 0 and "--gpus" not in sbatch_call(calibration)
 

@@ -47,11 +47,12 @@ def tiny_config(checkpoint: Path) -> dict:
         "variants": ["dense", "magnitude-4of8", "wanda-unstructured50", "sparsegpt-2of4", "drop-attn-1", "drop-block-1"],
         "device": "cpu",
         "calibration": {"dataset": "embedded", "n_samples": 4, "seqlen": 32, "seed": 0},
-        "pruning": {"batch_size": 2},
+        "pruning": {"batch_size": "auto"},  # sized from the rules' declared mem_mb
+        "dropping": {"batch_size": "auto"},
         "probes": {"temperature": 1.0, "seed": 1, "max_new_tokens": 5,
                    "sets": {"mc": {"kind": "multiple_choice", "n": 2}, "math": {"kind": "math", "n": 1}}},
         "metrics": {"temperatures": [0.5, 1.0]},
-        "tasks": {"benchmarks": [
+        "tasks": {"batch_size": "auto", "benchmarks": [
             {"name": "piqa", "kind": "multiple_choice", "limit": 3},
             {"name": "basic_skills_arithmetic_gen", "kind": "generative", "limit": 3, "shots": 2},
         ]},
@@ -103,6 +104,19 @@ def test_full_run_produces_every_stage(workflow_run):
     assert len(tasks) == 6
     assert (workdir / "results" / "report" / "index.html").stat().st_size > 10_000
     assert (workdir / "benchmarks" / "tiny" / "wanda-unstructured50" / "prune.tsv").is_file()
+
+
+def test_auto_batch_sizes_reach_the_jobs(workflow_run):
+    """batch_size: auto becomes a number from the rule's mem_mb (a tiny model: the cap) and is recorded."""
+    from prunescope.batching import MAX_AUTO_BATCH
+    from prunescope.io import read_settings
+
+    workdir, _ = workflow_run
+    results = workdir / "results" / "tiny"
+    assert read_settings(results / "wanda-unstructured50" / "sparsity.parquet")["pruning"]["batch_size"] == MAX_AUTO_BATCH
+    assert read_settings(results / "layer_scores.parquet")["batch_size"] == MAX_AUTO_BATCH
+    log = (workdir / "logs" / "tiny" / "dense" / "tasks.log").read_text()
+    assert re.search(rf"batch sizes: lm-eval \d+ \(tasks.batch_size: auto\)", log), log[-2000:]
 
 
 def test_rerun_does_nothing(workflow_run):

@@ -3,8 +3,9 @@
 import pandas as pd
 from transformers import AutoConfig
 
+from prunescope.batching import Job, scoring_batch_size
 from prunescope.calibration import read_calibration
-from prunescope.device import resolve_device
+from prunescope.device import resolve_device, resolve_dtype
 from prunescope.dropping import iterative_drops, make_drop_spec, model_fingerprint, select_drops, write_drop_spec
 from prunescope.io import read_settings
 from prunescope.loading import load_model
@@ -21,10 +22,12 @@ if selection == "one_shot":
     layers = select_drops(scores, spec.unit, spec.k)
     similarity = scores
 else:
-    model, _ = load_model(snakemake.input.model)
+    device, dtype = resolve_device(snakemake.params.device), resolve_dtype(snakemake.params.dtype)
     ids = read_calibration(snakemake.input.calibration)
-    layers, similarity = iterative_drops(model, ids, spec.unit, spec.k, resolve_device(snakemake.params.device),
-                                         snakemake.params.batch_size)
+    job = Job(snakemake.input.model, device, dtype, dict(snakemake.resources.items()))
+    batch_size = scoring_batch_size(snakemake.params.batch_size, job, seqlen=ids.shape[1])
+    model, _ = load_model(snakemake.input.model, dtype=dtype)
+    layers, similarity = iterative_drops(model, ids, spec.unit, spec.k, device, batch_size)
 drop_spec = make_drop_spec(snakemake.wildcards.model, spec.name, spec.unit, spec.k, layers, similarity,
                            calibration, model_fingerprint(config, snakemake.wildcards.model), selection=selection)
 write_drop_spec(drop_spec, snakemake.output[0])

@@ -4,8 +4,9 @@ import time
 
 import pyarrow as pa
 
+from prunescope.batching import Job, pruning_batch_size
 from prunescope.calibration import read_calibration
-from prunescope.device import resolve_dtype
+from prunescope.device import resolve_device, resolve_dtype
 from prunescope.io import atomic_path, read_settings, write_parquet
 from prunescope.loading import load_model
 from prunescope.pruning import prune_model
@@ -15,13 +16,18 @@ from prunescope.variants import parse_variant
 log = setup_job(snakemake.log[0], snakemake.threads, snakemake.rule)
 spec = parse_variant(snakemake.wildcards.variant)
 settings = dict(snakemake.params.settings)
-model, tokenizer = load_model(snakemake.input.model, dtype=resolve_dtype(snakemake.params.dtype))
+device, dtype = resolve_device(snakemake.params.device), resolve_dtype(snakemake.params.dtype)
 calibration = snakemake.input.get("calibration")
 ids = read_calibration(calibration) if calibration else None
+if ids is not None:  # magnitude pruning runs no data
+    job = Job(snakemake.input.model, device, dtype, dict(snakemake.resources.items()))
+    settings["batch_size"] = pruning_batch_size(settings["batch_size"], job, *ids.shape)
+    log.info("batch size %d (pruning.batch_size: %s)", settings["batch_size"], snakemake.params.settings["batch_size"])
+model, tokenizer = load_model(snakemake.input.model, dtype=dtype)
 
 started = time.perf_counter()
 rows = prune_model(
-    model, spec, ids, device=snakemake.params.device, batch_size=settings["batch_size"],
+    model, spec, ids, device=device, batch_size=settings["batch_size"] if ids is not None else 1,
     sparsegpt_blocksize=settings["sparsegpt_blocksize"], sparsegpt_percdamp=settings["sparsegpt_percdamp"],
 )
 wall = time.perf_counter() - started
