@@ -22,6 +22,9 @@ import pyarrow.parquet as pq
 METADATA_KEY = b"prunescope"
 
 
+PARTIAL = ".partial-"  # marks the temporary sibling an output is written into
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; move it onto ``path`` only if the block succeeds.
@@ -31,7 +34,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    # A job killed mid-write (preemption, SIGKILL) cannot clean up after itself; Snakemake never runs two
+    # jobs for one output, so a temporary sibling found now is such a leftover (possibly a whole checkpoint).
+    for stale in target.parent.glob(f".{target.name}{PARTIAL}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}{PARTIAL}", dir=target.parent))
     tmp = tmp_dir / target.name
     try:
         yield tmp

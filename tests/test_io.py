@@ -35,3 +35,18 @@ def test_parquet_and_json_carry_their_settings(tmp_path):
     assert read_settings(tmp_path / "t.parquet") == {"seed": 3, "name": "a"}
     write_json({"k": 1}, tmp_path / "s.json")
     assert (tmp_path / "s.json").read_text().strip() == '{\n  "k": 1\n}'
+
+
+def test_leftovers_of_a_killed_write_are_removed_by_the_next_attempt(tmp_path):
+    """SIGKILL skips every cleanup: the retried job removes the dead attempt's temporary checkpoint,
+    and only its own output's (a sibling output with a longer name is someone else's)."""
+    target = tmp_path / "model"
+    stale = tmp_path / ".model.partial-dead1234" / "model"
+    stale.mkdir(parents=True)
+    (stale / "model.safetensors").write_bytes(b"\0" * 1024)
+    other = tmp_path / ".model.json.partial-live5678"
+    other.mkdir()
+    with atomic_path(target) as tmp:
+        tmp.mkdir()
+        (tmp / "config.json").write_text("{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".model.json.partial-live5678", "model"]
