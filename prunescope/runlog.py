@@ -46,8 +46,23 @@ def setup_job(log_path: str, threads: int, name: str) -> logging.Logger:
     logging.captureWarnings(True)
     torch.set_num_threads(max(1, int(threads)))
     log = logging.getLogger(f"prunescope.{name}")
+    _log_uncaught_exceptions(log)
     register_job_stats(log, name, setup_time)
     return log
+
+
+def _log_uncaught_exceptions(log: logging.Logger) -> None:
+    """Send a job's fatal traceback to its log file too (Snakemake's ``log:`` does not capture a script's
+    stderr), so the log of a failed job says why; the exit status stays non-zero."""
+    default = sys.excepthook
+
+    def hook(kind, value, traceback):
+        if issubclass(kind, KeyboardInterrupt):
+            default(kind, value, traceback)
+        else:
+            log.critical("uncaught exception", exc_info=(kind, value, traceback))  # file and stderr
+
+    sys.excepthook = hook
 
 
 def register_job_stats(log: logging.Logger, rule: str, setup_time: float | None = None) -> None:
@@ -72,6 +87,8 @@ def job_stats(rule: str, setup_time: float | None = None) -> dict:
     """
     now = time.time()
     start = process_start_time()
+    if start is not None and not (now - 7 * 86400 < start <= (setup_time or now) + 1):
+        start = None  # an implausible clock (some sandboxes fake /proc/stat): time from setup_job instead
     usage = resource.getrusage(resource.RUSAGE_SELF)
     stats = {
         "rule": rule,

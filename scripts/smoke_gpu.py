@@ -67,6 +67,8 @@ print(json.dumps(facts))
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     env = {**OFFLINE, **os.environ} if not args.online else dict(os.environ)
+    # The jobs import prunescope from this checkout also where it is not pip-installed (a bare GPU machine).
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     print("== environment")
     facts = environment_facts(env)
     for key, value in facts.items():
@@ -115,7 +117,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="Snakemake working directory (default: smoke-run/ in the repository, git-ignored); "
                              "wiped first when it holds a previous smoke run, unless --resume")
     parser.add_argument("--configfile", default=str(REPO / "config" / "smoke-gpu.yaml"))
-    parser.add_argument("--config", nargs="+", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--config", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="Snakemake --config overrides (YAML values), e.g. device=cpu")
     parser.add_argument("--cores", default="all")
     parser.add_argument("--gpu-jobs", type=int, default=4,
@@ -415,6 +417,8 @@ def print_failures(workdir: Path, snakemake_text: str, jobs: list[dict], rc: int
             print("\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
         else:
             print("  (no log file)")
+    print("== the end of snakemake's output")
+    print("\n".join(snakemake_text.splitlines()[-lines // 2:]))
 
 
 if __name__ == "__main__":

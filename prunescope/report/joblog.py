@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from prunescope.runlog import register_job_stats
+
 
 def setup_log(log_path: str, name: str) -> logging.Logger:
     """Log to ``log_path`` and stderr, and capture warnings (e.g. from Altair) in the log."""
@@ -16,4 +18,6 @@ def setup_log(log_path: str, name: str) -> logging.Logger:
         force=True,
     )
     logging.captureWarnings(True)
-    return logging.getLogger(f"prunescope.{name}")
+    log = logging.getLogger(f"prunescope.{name}")
+    register_job_stats(log, name)  # the JOB_STATS line every job's log ends with (no torch needed)
+    return log
