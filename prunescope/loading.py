@@ -78,11 +78,16 @@ def load_variant(model_dir: PathLike, variant: str, variant_dir: PathLike | None
 def _load_causal_lm(path: PathLike, dtype, device, attn_implementation):
     from transformers import AutoModelForCausalLM
 
+    device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
     kwargs = {"dtype": _dtype(dtype)}
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
+    if device.type == "cuda":
+        # Stream the weights straight onto the GPU: a 7B model in fp32 would otherwise pass through ~30 GB
+        # of host memory, more than a cluster job asks for.
+        kwargs["device_map"] = str(device)
     model = AutoModelForCausalLM.from_pretrained(_existing_dir(path, "model_dir"), **kwargs)
-    return model.to(resolve_device(str(device)) if not isinstance(device, torch.device) else device).eval()
+    return model.to(device).eval()
 
 
 def _config(path: PathLike):

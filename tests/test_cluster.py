@@ -38,7 +38,7 @@ def dry_run(*args: str, online: bool = False, check: bool = True) -> subprocess.
 def paper_plan(tmp_path_factory):
     started = time.perf_counter()  # in an empty working directory: nothing of the default run counts as done
     plan = dry_run("--configfile", "config/paper.yaml", "--directory", str(tmp_path_factory.mktemp("paper")),
-                   online=True)
+                   "--workflow-profile", str(ROOT / "profiles" / "slurm"), online=True)
     print(f"paper dry run: {time.perf_counter() - started:.1f} s")
     return plan
 
@@ -141,6 +141,21 @@ def test_slurm_profile_maps_gpu_rules_to_sbatch():
     calibration = job_resources(plan, "calibration")
     assert calibration["gpu"] == 0 and "--gpus" not in sbatch_call(calibration)
 
+
+
+GPU_RULES = ("prune", "layer_scores", "probe_layerwise_drop", "probe_layerwise_pruned", "probe_generation_dense",
+             "probe_generation", "probe_subspace", "metrics_layerwise", "metrics_generation", "metrics_subspace",
+             "task_eval")
+
+
+def test_paper_jobs_get_7b_sized_resources_under_the_slurm_profile(paper_plan):
+    """Rules declare workstation-sized memory; the profile must raise it for 7-8B models (bf16 ~16 GB)."""
+    for rule in GPU_RULES:
+        resources = job_resources(paper_plan, rule)
+        assert resources["gpu"] == 1 and resources["gpu_mem_mb"] == 80000, rule
+        assert resources["mem_mb"] >= 32000 and resources["runtime"] >= 120, (rule, resources)
+        assert f"--mem {resources['mem_mb']}" in sbatch_call(resources), rule
+    assert job_resources(paper_plan, "prune")["mem_mb"] >= 2 * 16000  # the whole bf16 model in host memory
 
 
 def test_downloads_and_report_are_local_rules():

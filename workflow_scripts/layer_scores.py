@@ -16,7 +16,7 @@ ids = read_calibration(snakemake.input.calibration)
 job = Job(snakemake.input.model, device, dtype, dict(snakemake.resources.items()))
 batch_size = scoring_batch_size(snakemake.params.batch_size, job, seqlen=ids.shape[1])
 log.info("batch size %d (dropping.batch_size: %s)", batch_size, snakemake.params.batch_size)
-model, _ = load_model(snakemake.input.model, dtype=dtype)
+model, _ = load_model(snakemake.input.model, dtype=dtype, device=device)
 scores = layer_scores(model, ids, device=device, batch_size=batch_size)
 scores.insert(0, "model", snakemake.wildcards.model)
 write_parquet(pa.Table.from_pandas(scores, preserve_index=False), snakemake.output[0], {
