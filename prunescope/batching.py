@@ -128,10 +128,9 @@ class Job:
     dtype: torch.dtype
     resources: Mapping
 
-    def resolve(self, setting: int | str, *, resident: float, per_item: float, what: str) -> int:
-        if setting != AUTO:
-            return int(setting)
-        return resolve_batch_size(setting, budget=budget_mb(self.device, self.resources), resident=resident,
+    def fit(self, *, resident: float, per_item: float, what: str) -> int:
+        """The ``auto`` batch size of this job."""
+        return resolve_batch_size(AUTO, budget=budget_mb(self.device, self.resources), resident=resident,
                                   per_item=per_item, what=what, resource=resource_name(self.device))
 
     @property
@@ -160,26 +159,31 @@ def pruning_batch_size(setting: int | str, job: Job, windows: int, seqlen: int) 
     statistics = (3 * shapes.hidden**2 + 2 * shapes.intermediate**2) * 4 / MB
     weights = job.weights()
     resident = stored + statistics + (weights / shapes.layers if job.device.type == "cuda" else weights)
-    return job.resolve(setting, resident=resident, per_item=sequence_mb(shapes, seqlen, bytes_, logits=False),
-                       what="pruning.batch_size")
+    return job.fit(resident=resident, per_item=sequence_mb(shapes, seqlen, bytes_, logits=False),
+                   what="pruning.batch_size")
 
 
 def scoring_batch_size(setting: int | str, job: Job, seqlen: int) -> int:
     """Calibration windows per forward of the whole backbone while scoring layers for dropping."""
-    return job.resolve(setting, resident=job.weights() if setting == AUTO else 0,
-                       per_item=sequence_mb(job.shapes, seqlen, job.dtype_bytes, logits=False),
-                       what="dropping.batch_size")
+    if setting != AUTO:
+        return int(setting)
+    return job.fit(resident=job.weights(), per_item=sequence_mb(job.shapes, seqlen, job.dtype_bytes, logits=False),
+                   what="dropping.batch_size")
 
 
 def evaluation_batch_size(setting: int | str, job: Job) -> int:
     """lm-eval sequences per forward: the model resident, each sequence up to :data:`LM_EVAL_TOKENS` with logits."""
-    return job.resolve(setting, resident=job.weights() if setting == AUTO else 0,
-                       per_item=sequence_mb(job.shapes, LM_EVAL_TOKENS, job.dtype_bytes, logits=True),
-                       what="tasks.batch_size")
+    if setting != AUTO:
+        return int(setting)
+    return job.fit(resident=job.weights(),
+                   per_item=sequence_mb(job.shapes, LM_EVAL_TOKENS, job.dtype_bytes, logits=True),
+                   what="tasks.batch_size")
 
 
 def embedding_batch_size(setting: int | str, job: Job, max_tokens: int) -> int:
     """Texts per forward while embedding for retrieval (backbone only, texts cut to ``max_tokens``)."""
-    return job.resolve(setting, resident=job.weights() if setting == AUTO else 0,
-                       per_item=sequence_mb(job.shapes, max_tokens, job.dtype_bytes, logits=False),
-                       what="tasks.retrieval.batch_size")
+    if setting != AUTO:
+        return int(setting)
+    return job.fit(resident=job.weights(),
+                   per_item=sequence_mb(job.shapes, max_tokens, job.dtype_bytes, logits=False),
+                   what="tasks.retrieval.batch_size")
