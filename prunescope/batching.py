@@ -15,6 +15,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -133,7 +134,7 @@ class Job:
         return resolve_batch_size(AUTO, budget=budget_mb(self.device, self.resources), resident=resident,
                                   per_item=per_item, what=what, resource=resource_name(self.device))
 
-    @property
+    @cached_property
     def shapes(self) -> Shapes:
         return Shapes.from_checkpoint(self.model_dir)
 
@@ -141,7 +142,9 @@ class Job:
     def dtype_bytes(self) -> int:
         return torch.empty((), dtype=self.dtype).element_size()
 
+    @cached_property
     def weights(self) -> float:
+        """The weights in memory (MiB) at this job's dtype; read once from the safetensors headers."""
         return parameter_count(self.model_dir) * self.dtype_bytes / MB
 
 
@@ -157,7 +160,7 @@ def pruning_batch_size(setting: int | str, job: Job, windows: int, seqlen: int) 
     shapes, bytes_ = job.shapes, job.dtype_bytes
     stored = 2 * windows * seqlen * shapes.hidden * bytes_ / MB
     statistics = (3 * shapes.hidden**2 + 2 * shapes.intermediate**2) * 4 / MB
-    weights = job.weights()
+    weights = job.weights
     resident = stored + statistics + (weights / shapes.layers if job.device.type == "cuda" else weights)
     return job.fit(resident=resident, per_item=sequence_mb(shapes, seqlen, bytes_, logits=False),
                    what="pruning.batch_size")
@@ -167,7 +170,7 @@ def scoring_batch_size(setting: int | str, job: Job, seqlen: int) -> int:
     """Calibration windows per forward of the whole backbone while scoring layers for dropping."""
     if setting != AUTO:
         return int(setting)
-    return job.fit(resident=job.weights(), per_item=sequence_mb(job.shapes, seqlen, job.dtype_bytes, logits=False),
+    return job.fit(resident=job.weights, per_item=sequence_mb(job.shapes, seqlen, job.dtype_bytes, logits=False),
                    what="dropping.batch_size")
 
 
@@ -175,7 +178,7 @@ def evaluation_batch_size(setting: int | str, job: Job) -> int:
     """lm-eval sequences per forward: the model resident, each sequence up to :data:`LM_EVAL_TOKENS` with logits."""
     if setting != AUTO:
         return int(setting)
-    return job.fit(resident=job.weights(),
+    return job.fit(resident=job.weights,
                    per_item=sequence_mb(job.shapes, LM_EVAL_TOKENS, job.dtype_bytes, logits=True),
                    what="tasks.batch_size")
 
@@ -184,6 +187,6 @@ def embedding_batch_size(setting: int | str, job: Job, max_tokens: int) -> int:
     """Texts per forward while embedding for retrieval (backbone only, texts cut to ``max_tokens``)."""
     if setting != AUTO:
         return int(setting)
-    return job.fit(resident=job.weights(),
+    return job.fit(resident=job.weights,
                    per_item=sequence_mb(job.shapes, max_tokens, job.dtype_bytes, logits=False),
                    what="tasks.retrieval.batch_size")
