@@ -3,9 +3,9 @@
 - ``dense``: the checkpoint in ``model_dir``;
 - intra-layer (``wanda-unstructured50``, ``sparsegpt-2of4``, ...): the pruned checkpoint saved by the
   prune stage in ``variant_dir/model`` (zeros stored densely), with the tokenizer of ``model_dir``;
-- inter-layer (``drop-attn-4``, ...): the dense checkpoint with ``variant_dir/drop_spec.json`` applied
-  by forward overrides (:func:`prunescope.dropping.apply_drops`), after checking that the spec was made
-  for this model and this variant. The handle is reachable as ``model._prunescope_drop_handle``.
+- inter-layer (``drop-attn-4``, ...): the dense checkpoint with the drop plan in ``variant_dir/drop_spec.json``
+  applied by forward overrides (:func:`prunescope.dropping.apply_drops`), after checking that the plan was
+  made for this model and this variant. The handle is reachable as ``model._prunescope_drop_handle``.
 """
 
 from __future__ import annotations
@@ -17,13 +17,7 @@ import torch
 
 from prunescope.device import resolve_device, resolve_dtype
 from prunescope.dropping.hooks import apply_drops
-from prunescope.dropping.spec import (
-    DropSpecError,
-    check_fingerprint,
-    model_fingerprint,
-    plan_from_spec,
-    read_drop_spec,
-)
+from prunescope.dropping.plan_file import PLAN_FILE, model_fingerprint, read_plan
 from prunescope.variants import DenseSpec, DropSpec, parse_variant
 
 PathLike = str | os.PathLike
@@ -44,26 +38,22 @@ def load_variant(model_dir: PathLike, variant: str, variant_dir: PathLike | None
                  device="cpu", attn_implementation: str | None = None, model_key: str | None = None):
     """(model, tokenizer) for ``variant`` of the model in ``model_dir``; see the module docstring.
 
-    ``model_key`` (the config key of the model), when given, must also match a drop spec's fingerprint.
+    ``model_key`` (the config key of the model), when given, must also match a drop plan's fingerprint.
     """
     from transformers import AutoTokenizer
 
-    spec = parse_variant(variant)
-    if isinstance(spec, DenseSpec):
+    parsed = parse_variant(variant)
+    if isinstance(parsed, DenseSpec):
         return load_model(model_dir, dtype, device, attn_implementation)
     if variant_dir is None:
         raise ValueError(f"variant {variant!r} needs variant_dir (results/{{model}}/{variant}/)")
     variant_dir = _existing_dir(variant_dir, f"variant_dir of {variant!r}")
 
-    if isinstance(spec, DropSpec):
-        # Read and check the (small) spec before loading any weights.
-        drop_spec = read_drop_spec(variant_dir / "drop_spec.json")
-        if drop_spec["variant"] != variant:
-            raise DropSpecError(f"{variant_dir / 'drop_spec.json'} describes variant {drop_spec['variant']!r}, "
-                                f"not {variant!r}")
-        check_fingerprint(drop_spec, _config(model_dir), model_key)
+    if isinstance(parsed, DropSpec):
+        # Read and check the (small) plan file before loading any weights.
+        plan = read_plan(variant_dir / PLAN_FILE, variant, _config(model_dir), model_key)
         model, tokenizer = load_model(model_dir, dtype, device, attn_implementation)
-        apply_drops(model, plan_from_spec(drop_spec))
+        apply_drops(model, plan)
         return model, tokenizer
 
     pruned_dir = _existing_dir(variant_dir / "model", f"pruned checkpoint of {variant!r}")

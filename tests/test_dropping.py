@@ -1,4 +1,4 @@
-"""Inter-layer dropping: hooks on stock models, materialised block drops, similarity scores, selection, specs."""
+"""Inter-layer dropping: hooks on stock models, materialised block drops, similarity scores, selection, plan files."""
 
 from __future__ import annotations
 
@@ -12,18 +12,20 @@ from transformers import AutoModelForCausalLM
 
 from prunescope.adapter import model_parts
 from prunescope.dropping import (
+    PLAN_FILE,
     DropPlan,
-    DropSpecError,
+    DropPlanError,
     apply_drops,
     check_fingerprint,
     iterative_drops,
     layer_scores,
-    make_drop_spec,
+    make_plan_record,
     materialize_block_drops,
     model_fingerprint,
-    read_drop_spec,
+    plan_from_record,
+    read_plan_file,
     select_drops,
-    write_drop_spec,
+    write_plan_file,
 )
 
 PLANS = {
@@ -267,15 +269,15 @@ def test_select_drops_highest_similarity_ties_to_lower_index():
 
 def test_select_drops_bad_input():
     table = _table("attn", [0.9, 0.8, 0.7])
-    with pytest.raises(DropSpecError, match=r"k=4 exceeds the 3 attn units.*3 layers"):
+    with pytest.raises(DropPlanError, match=r"k=4 exceeds the 3 attn units.*3 layers"):
         select_drops(table, "attn", 4)
-    with pytest.raises(DropSpecError, match=r"unknown drop unit 'head'; allowed: attn, mlp, block"):
+    with pytest.raises(DropPlanError, match=r"unknown drop unit 'head'; allowed: attn, mlp, block"):
         select_drops(table, "head", 1)
-    with pytest.raises(DropSpecError, match="k=0"):
+    with pytest.raises(DropPlanError, match="k=0"):
         select_drops(table, "attn", 0)
-    with pytest.raises(DropSpecError, match="no complete set of 'mlp' rows"):
+    with pytest.raises(DropPlanError, match="no complete set of 'mlp' rows"):
         select_drops(table, "mlp", 1)
-    with pytest.raises(DropSpecError, match="iterative_drops"):
+    with pytest.raises(DropPlanError, match="iterative_drops"):
         select_drops(table, "attn", 1, selection="iterative")
 
 
@@ -292,53 +294,99 @@ def test_iterative_drops_rescore_after_each_drop(unit):
             expected_similarity[best] = sims[unit][best]
     assert chosen == expected
     assert similarity == pytest.approx(expected_similarity, abs=2e-6)
-    with pytest.raises(DropSpecError, match="k=4 exceeds"):
+    with pytest.raises(DropPlanError, match="k=4 exceeds"):
         iterative_drops(model, ids, unit, 4, "cpu")
 
 
-# ---------------------------------------------------------------- specs
+# ---------------------------------------------------------------- plan files
 
 
-def _spec(model, **overrides):
+def _record(model, **overrides):
     table = _table("mlp", [0.2, 0.9, 0.8])
     args = dict(model_name="tiny", variant="drop-mlp-2", unit="mlp", k=2, layers=select_drops(table, "mlp", 2),
                 scores=table, calibration_settings={"n_samples": 2, "seqlen": 10},
-                model_fingerprint=model_fingerprint(model, "tiny"))
+                fingerprint=model_fingerprint(model, "tiny"))
     args.update(overrides)
-    return make_drop_spec(**args)
+    return make_plan_record(**args)
 
 
-def test_drop_spec_round_trip(tmp_path):
+# drop_spec.json as the drop_spec rule writes it: keys sorted, two-space indent, a final newline. Written out
+# by hand so that any change to the file format (which would change the default run's outputs) fails here.
+MISTRAL_PLAN_FILE = """\
+{
+  "calibration": {
+    "n_samples": 2,
+    "seqlen": 10
+  },
+  "fingerprint": {
+    "hidden_size": 64,
+    "model": "tiny",
+    "model_type": "mistral",
+    "num_hidden_layers": 3,
+    "vocab_size": 128
+  },
+  "format": "prunescope.drop_spec/1",
+  "k": 2,
+  "layers": [
+    1,
+    2
+  ],
+  "model": "tiny",
+  "selection": "one_shot",
+  "similarity": {
+    "1": 0.9,
+    "2": 0.8
+  },
+  "unit": "mlp",
+  "variant": "drop-mlp-2"
+}
+"""
+
+
+def test_plan_file_round_trip(tmp_path):
     model = tiny_model("mistral")
-    spec = _spec(model)
-    assert spec["layers"] == [1, 2] and spec["similarity"] == {"1": 0.9, "2": 0.8}
-    assert spec["fingerprint"] == {"model_type": "mistral", "num_hidden_layers": 3, "hidden_size": 64,
-                                   "vocab_size": 128, "model": "tiny"}
-    write_drop_spec(spec, tmp_path / "drop_spec.json")
-    assert read_drop_spec(tmp_path / "drop_spec.json") == spec
-    check_fingerprint(spec, model, "tiny")
+    record = _record(model)
+    assert record["layers"] == [1, 2] and record["similarity"] == {"1": 0.9, "2": 0.8}
+    assert record["fingerprint"] == {"model_type": "mistral", "num_hidden_layers": 3, "hidden_size": 64,
+                                     "vocab_size": 128, "model": "tiny"}
+    assert PLAN_FILE == "drop_spec.json"
+    write_plan_file(record, tmp_path / PLAN_FILE)
+    assert (tmp_path / PLAN_FILE).read_text() == MISTRAL_PLAN_FILE
+    assert read_plan_file(tmp_path / PLAN_FILE) == record
+    check_fingerprint(record, model, "tiny")
+    assert plan_from_record(record) == DropPlan(mlp={1, 2})
 
 
-def test_drop_spec_bad_input(tmp_path):
+def test_plan_file_bad_input(tmp_path):
     model = tiny_model("llama")
-    spec = _spec(model)
-    with pytest.raises(DropSpecError, match=r"made for model 'tiny'.*hidden_size: spec 64 vs model 32"):
-        check_fingerprint(spec, tiny_model("llama", hidden_size=32))
-    with pytest.raises(DropSpecError, match="model_type: spec 'llama' vs model 'qwen2'"):
-        check_fingerprint(spec, tiny_model("qwen2"))
-    with pytest.raises(DropSpecError, match="model: spec 'tiny' vs model 'other'"):
-        check_fingerprint(spec, model, "other")
-    with pytest.raises(DropSpecError, match="expected 'drop-mlp-2'"):
-        _spec(model, variant="drop-attn-2")
-    with pytest.raises(DropSpecError, match=r"no mlp similarity score for layers \[5\]"):
-        _spec(model, layers=[1, 5])
+    record = _record(model)
+    with pytest.raises(DropPlanError, match=r"made for model 'tiny'.*hidden_size: recorded 64 vs model 32"):
+        check_fingerprint(record, tiny_model("llama", hidden_size=32))
+    with pytest.raises(DropPlanError, match="model_type: recorded 'llama' vs model 'qwen2'"):
+        check_fingerprint(record, tiny_model("qwen2"))
+    with pytest.raises(DropPlanError, match="model: recorded 'tiny' vs model 'other'"):
+        check_fingerprint(record, model, "other")
+    with pytest.raises(DropPlanError, match="expected 'drop-mlp-2'"):
+        _record(model, variant="drop-attn-2")
+    with pytest.raises(DropPlanError, match=r"no mlp similarity score for layers \[5\]"):
+        _record(model, layers=[1, 5])
+    with pytest.raises(DropPlanError, match="unknown selection 'greedy'; allowed: one_shot, iterative"):
+        _record(model, selection="greedy")
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        read_drop_spec(tmp_path / "missing.json")
-    broken = dict(spec)
+        read_plan_file(tmp_path / "missing.json")
+    broken = dict(record)
     del broken["fingerprint"]
     (tmp_path / "broken.json").write_text(json.dumps(broken))
-    with pytest.raises(DropSpecError, match=r"missing keys \['fingerprint'\]"):
-        read_drop_spec(tmp_path / "broken.json")
-    (tmp_path / "oob.json").write_text(json.dumps({**spec, "layers": [1, 3]}))
-    with pytest.raises(DropSpecError, match="distinct indices in 0..2"):
-        read_drop_spec(tmp_path / "oob.json")
+    with pytest.raises(DropPlanError, match=r"missing keys \['fingerprint'\]"):
+        read_plan_file(tmp_path / "broken.json")
+    (tmp_path / "oob.json").write_text(json.dumps({**record, "layers": [1, 3]}))
+    with pytest.raises(DropPlanError, match="distinct indices in 0..2"):
+        read_plan_file(tmp_path / "oob.json")
+    (tmp_path / "selection.json").write_text(json.dumps({**record, "selection": "greedy"}))
+    with pytest.raises(DropPlanError, match="unknown selection 'greedy'"):
+        read_plan_file(tmp_path / "selection.json")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(DropPlanError, match="list.json: expected a JSON object, got list"):
+        read_plan_file(tmp_path / "list.json")
+    with pytest.raises(DropPlanError, match="unknown drop unit 'head'"):
+        DropPlan.of("head", [0])

@@ -8,13 +8,14 @@ from conftest import tiny_model
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 from prunescope.dropping import (
+    PLAN_FILE,
     DropPlan,
-    DropSpecError,
+    DropPlanError,
     active_drops,
     apply_drops,
-    make_drop_spec,
+    make_plan_record,
     model_fingerprint,
-    write_drop_spec,
+    write_plan_file,
 )
 from prunescope.loading import load_model, load_variant
 from prunescope.variants import VariantError
@@ -43,9 +44,9 @@ def drop_variant_dir(tmp_path, model_dir, unit="attn", layers=(1,), variant=None
     variant = variant or f"drop-{unit}-{len(layers)}"
     folder = tmp_path / "results" / "tiny" / variant
     fingerprint = model_fingerprint(fingerprint_model or load_model(model_dir)[0], "tiny")
-    spec = make_drop_spec("tiny", variant, unit, len(layers), layers, {i: 0.9 for i in layers},
-                          {"n_samples": 4}, fingerprint)
-    write_drop_spec(spec, folder / "drop_spec.json")
+    record = make_plan_record("tiny", variant, unit, len(layers), layers, {i: 0.9 for i in layers},
+                              {"n_samples": 4}, fingerprint)
+    write_plan_file(record, folder / PLAN_FILE)
     return folder
 
 
@@ -92,7 +93,7 @@ def test_intra_layer_checkpoint_of_another_model_is_refused(model_dir, tmp_path)
         load_variant(model_dir, "wanda-2of4", variant_dir)
 
 
-def test_drop_variant_applies_the_spec(model_dir, tmp_path):
+def test_drop_variant_applies_the_plan(model_dir, tmp_path):
     variant_dir = drop_variant_dir(tmp_path, model_dir, "attn", layers=(0, 2))
     model, _ = load_variant(model_dir, "drop-attn-2", variant_dir, attn_implementation="eager")
     assert active_drops(model) == DropPlan(attn={0, 2})
@@ -116,15 +117,15 @@ def test_drop_variant_under_sdpa_generates_like_eager(model_dir, tmp_path):
     assert torch.equal(outputs[0], outputs[1])
 
 
-def test_drop_variant_bad_specs(model_dir, tmp_path):
+def test_drop_variant_bad_plan_files(model_dir, tmp_path):
     other = drop_variant_dir(tmp_path / "other", model_dir, "mlp", layers=(1,),
                              fingerprint_model=tiny_model("qwen2"))
-    with pytest.raises(DropSpecError, match="model_type: spec 'qwen2' vs model 'llama'"):
+    with pytest.raises(DropPlanError, match="model_type: recorded 'qwen2' vs model 'llama'"):
         load_variant(model_dir, "drop-mlp-1", other)
-    with pytest.raises(DropSpecError, match="model: spec 'tiny' vs model 'smollm'"):
+    with pytest.raises(DropPlanError, match="model: recorded 'tiny' vs model 'smollm'"):
         load_variant(model_dir, "drop-mlp-1", drop_variant_dir(tmp_path, model_dir, "mlp"), model_key="smollm")
     mismatched = drop_variant_dir(tmp_path, model_dir, "attn", layers=(1,))
-    with pytest.raises(DropSpecError, match="describes variant 'drop-attn-1', not 'drop-block-1'"):
+    with pytest.raises(DropPlanError, match="describes variant 'drop-attn-1', not 'drop-block-1'"):
         load_variant(model_dir, "drop-block-1", mismatched)
     with pytest.raises(FileNotFoundError, match="drop_spec.json does not exist"):
         load_variant(model_dir, "drop-attn-1", tmp_path)

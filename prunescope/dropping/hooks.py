@@ -26,24 +26,22 @@ attention type). Skipping the write would make a dropped layer 0 restart positio
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import nn
 
 from prunescope.adapter import model_parts
+from prunescope.dropping.plan import DropPlan
+from prunescope.variants import DROP_UNITS
 
-if TYPE_CHECKING:
-    from prunescope.dropping.spec import DropPlan
-
-# Set on the model while a plan is applied; lets other code refuse to stack plans or copy a hooked model.
-ACTIVE_ATTR = "_prunescope_drop_handle"
+# Set on the model while a plan is applied; lets other code refuse to stack plans or copy a hooked model
+# (through active_drops).
+_ACTIVE_ATTR = "_prunescope_drop_handle"
 
 
 class DropHandle:
     """The applied plan; ``remove()`` (or leaving a ``with`` block) restores the stock forwards."""
 
-    def __init__(self, model: nn.Module, plan: "DropPlan", modules: list[nn.Module]):
+    def __init__(self, model: nn.Module, plan: DropPlan, modules: list[nn.Module]):
         self.model = model
         self.plan = plan
         self._modules = modules
@@ -52,8 +50,8 @@ class DropHandle:
         for module in self._modules:
             module.__dict__.pop("forward", None)
         self._modules = []
-        if getattr(self.model, ACTIVE_ATTR, None) is self:
-            delattr(self.model, ACTIVE_ATTR)
+        if getattr(self.model, _ACTIVE_ATTR, None) is self:
+            delattr(self.model, _ACTIVE_ATTR)
 
     def __enter__(self) -> "DropHandle":
         return self
@@ -62,25 +60,25 @@ class DropHandle:
         self.remove()
 
 
-def active_drops(model: nn.Module) -> "DropPlan | None":
+def active_drops(model: nn.Module) -> DropPlan | None:
     """The plan currently applied to ``model`` by :func:`apply_drops`, or None."""
-    handle = getattr(model, ACTIVE_ATTR, None)
+    handle = getattr(model, _ACTIVE_ATTR, None)
     return handle.plan if handle is not None else None
 
 
-def apply_drops(model: nn.Module, plan: "DropPlan") -> DropHandle:
+def apply_drops(model: nn.Module, plan: DropPlan) -> DropHandle:
     """Make the sublayers and blocks named in ``plan`` contribute nothing; return a removable handle.
 
     An empty plan changes nothing (the handle still marks the model). A layer both block-dropped and
     sublayer-dropped is simply a dropped block.
     """
-    if getattr(model, ACTIVE_ATTR, None) is not None:
+    if getattr(model, _ACTIVE_ATTR, None) is not None:
         raise RuntimeError(
-            f"model already has drops applied ({getattr(model, ACTIVE_ATTR).plan}); call .remove() on that "
+            f"model already has drops applied ({getattr(model, _ACTIVE_ATTR).plan}); call .remove() on that "
             "handle before applying another plan"
         )
     parts = model_parts(model)
-    for unit in ("attn", "mlp", "block"):
+    for unit in DROP_UNITS:
         bad = sorted(i for i in getattr(plan, unit) if not (isinstance(i, int) and 0 <= i < parts.n_layers))
         if bad:
             raise ValueError(
@@ -100,7 +98,7 @@ def apply_drops(model: nn.Module, plan: "DropPlan") -> DropHandle:
             layer.mlp.forward = _zero_mlp
             overridden.append(layer.mlp)
     handle = DropHandle(model, plan, overridden)
-    setattr(model, ACTIVE_ATTR, handle)
+    setattr(model, _ACTIVE_ATTR, handle)
     return handle
 
 

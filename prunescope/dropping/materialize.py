@@ -13,7 +13,7 @@ import copy
 from torch import nn
 
 from prunescope.adapter import model_parts
-from prunescope.dropping.hooks import ACTIVE_ATTR
+from prunescope.dropping.hooks import active_drops
 
 
 def materialize_block_drops(model: nn.Module, layers, copy_model: bool = True) -> nn.Module:
@@ -24,7 +24,7 @@ def materialize_block_drops(model: nn.Module, layers, copy_model: bool = True) -
     and values take in the KV cache. With ``copy_model`` (default) the input model is left as it was;
     pass False to save memory on a large model you will not use again.
     """
-    if getattr(model, ACTIVE_ATTR, None) is not None:
+    if active_drops(model) is not None:
         raise RuntimeError("model has drops applied by apply_drops(); remove them before materialising")
     parts = model_parts(model)
     drop = {int(i) for i in layers}

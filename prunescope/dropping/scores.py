@@ -29,16 +29,16 @@ from torch import nn
 
 from prunescope.adapter import model_parts
 from prunescope.dropping.hooks import active_drops, apply_drops
-
-UNITS = ("attn", "mlp", "block")
+from prunescope.dropping.plan import DropPlan
+from prunescope.variants import DROP_UNITS
 
 
 def layer_scores(model: nn.Module, calibration_ids: torch.Tensor, device="cpu", batch_size: int = 1,
-                 dropped=None) -> pd.DataFrame:
+                 dropped: DropPlan | None = None) -> pd.DataFrame:
     """Similarity of each unit's output to its input; columns ``unit, layer, similarity, importance, n_tokens``.
 
     ``calibration_ids``: LongTensor [n, seqlen] of unpadded calibration blocks (every token counts).
-    The model is moved to ``device``; ``dropped`` (a DropPlan) is applied for the pass and removed after.
+    The model is moved to ``device``; the ``dropped`` plan is applied for the pass and removed after.
     """
     parts = model_parts(model)
     _check_calibration(calibration_ids, model, batch_size)
@@ -46,7 +46,7 @@ def layer_scores(model: nn.Module, calibration_ids: torch.Tensor, device="cpu", 
         raise RuntimeError("model already has drops applied; pass the plan as `dropped=` instead")
     device = torch.device(device)
     model.to(device)
-    sums = {unit: torch.zeros(parts.n_layers, dtype=torch.float64, device=device) for unit in UNITS}
+    sums = {unit: torch.zeros(parts.n_layers, dtype=torch.float64, device=device) for unit in DROP_UNITS}
     handles = _register_score_hooks(parts, sums)
     drop_handle = apply_drops(model, dropped) if dropped is not None else None
     try:
@@ -62,7 +62,7 @@ def layer_scores(model: nn.Module, calibration_ids: torch.Tensor, device="cpu", 
             drop_handle.remove()
     n_tokens = calibration_ids.numel()
     rows = []
-    for unit in UNITS:
+    for unit in DROP_UNITS:
         for layer, total in enumerate(sums[unit].tolist()):
             similarity = total / n_tokens
             rows.append((unit, layer, similarity, 1.0 - similarity, n_tokens))
