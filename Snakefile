@@ -32,12 +32,12 @@ include: "rules/calibration.smk"
 include: "rules/prune.smk"
 include: "rules/drop.smk"
 include: "rules/probes.smk"
-include: "rules/metrics.smk"
+include: "rules/analysis.smk"
 include: "rules/report.smk"
 include: "rules/tasks.smk"
 
 
 rule all:
     input:
-        final_targets(),
+        RUN.final_targets(),
     default_target: True

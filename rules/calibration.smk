@@ -1,13 +1,15 @@
-# Stage "calibration": token windows shared by intra-layer pruning and inter-layer scoring.
+# Stage "calibration": token windows shared by intra-layer pruning, quantisation and inter-layer scoring.
+# The file name encodes every setting (prunescope.targets.calibration_name), so a changed setting makes a
+# new file and reruns its users.
 
 
 rule calibration:
     input:
-        model="resources/models/{model}",
+        model=rules.model.output[0],
     output:
-        "resources/calibration/{model}/{calibration}.parquet",
+        paths.CALIBRATION,
     params:
-        settings=CALIBRATION,
+        settings=canonical(config["calibration"]),
     log:
         "logs/{model}/calibration-{calibration}.log",
     threads: 1

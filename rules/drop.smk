@@ -1,50 +1,44 @@
-# Stage "prune" (inter-layer half): similarity scores once per model, then one drop spec per variant.
+# Stage "prune" (inter-layer half): similarity scores once per model, then one drop plan per variant.
 # Changing k only reruns drop_spec, never the scoring pass.
-
-STAGE_TARGETS.append(lambda model: [f"results/{model}/{v}/drop_spec.json" for v in DROP_VARIANTS])
 
 
 rule layer_scores:
     input:
-        model="resources/models/{model}",
-        calibration=calibration_path,
+        model=rules.model.output[0],
+        calibration=lambda wc: RUN.calibration_path(wc.model),
     output:
-        "results/{model}/layer_scores.parquet",
+        paths.LAYER_SCORES,
     params:
-        device=config["device"],
-        dtype=model_dtype,
+        device=DEVICE,
+        dtype=lambda wc: config["models"][wc.model]["dtype"],
         batch_size=config["dropping"]["batch_size"],
     log:
         "logs/{model}/layer_scores.log",
     benchmark:
         "benchmarks/{model}/layer_scores.tsv"
     threads: 2
-    resources:
-        mem_mb=16000,
-        runtime=120,
-        gpu=GPUS_PER_JOB,
+    resources: **(MODEL_JOB | {"runtime": 120})
     script:
         "../workflow_scripts/layer_scores.py"
 
 
 rule drop_spec:
     input:
-        unpack(drop_spec_inputs),
+        unpack(lambda wc: RUN.drop_plan_inputs(wc.model)),
     output:
-        "results/{model}/{variant}/drop_spec.json",
+        paths.DROP_PLAN,
     wildcard_constraints:
-        variant="drop-(attn|mlp|block)-[0-9]+",
+        variant=name_pattern("drop"),
     params:
         selection=config["dropping"]["selection"],
-        device=config["device"],
-        dtype=model_dtype,
+        device=DEVICE,
+        dtype=lambda wc: config["models"][wc.model]["dtype"],
         batch_size=config["dropping"]["batch_size"],
     log:
         "logs/{model}/{variant}/drop_spec.log",
     threads: 2
     resources:
-        mem_mb=16000,
-        runtime=120,
-        gpu=0 if config["dropping"]["selection"] == "one_shot" else GPUS_PER_JOB,
+        # One-shot selection only reads the scores: no GPU needed.
+        **(MODEL_JOB | {"runtime": 120, "gpu": GPUS_PER_JOB if RUN.iterative_dropping else 0}),
     script:
         "../workflow_scripts/drop_spec.py"

@@ -1,7 +1,5 @@
 # Stage "model": each config["models"] entry becomes a local Hugging Face checkpoint folder.
 
-STAGE_TARGETS.append(lambda model: [f"resources/models/{model}"])
-
 
 # Hub downloads need the internet, which cluster compute nodes often lack: run on the submit host.
 localrules:
@@ -10,9 +8,10 @@ localrules:
 
 rule model:
     output:
-        directory("resources/models/{model}"),
+        directory(paths.MODEL),
     params:
-        entry=model_entry,
+        # Only the keys that determine the checkpoint: editing chat_template, say, rebuilds nothing.
+        entry=lambda wc: canonical(source_settings(config["models"][wc.model])),
     log:
         "logs/{model}/model.log",
     threads: 2

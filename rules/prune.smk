@@ -1,28 +1,29 @@
-# Stage "prune": intra-layer variants ({magnitude|wanda|sparsegpt}-{pattern}) as stock HF checkpoints.
+# Stage "prune": variants that rewrite the weights, saved as stock HF checkpoints plus a per-module table:
+# intra-layer pruning ({magnitude|wanda|sparsegpt}-{pattern}, rule prune) and weight-only quantisation
+# (quant-{rtn|gptq|awq}-w{bits}[g{group}], rule quantize). Both read the dense checkpoint and, unless
+# the method is data-free, the calibration windows.
 
-STAGE_TARGETS.append(lambda model: [f"results/{model}/{v}/sparsity.parquet" for v in INTRA_VARIANTS])
 
+for _rewrite in rewrite_rules(config):
 
-rule prune:
-    input:
-        unpack(prune_inputs),
-    output:
-        model=directory("results/{model}/{variant}/model"),
-        sparsity="results/{model}/{variant}/sparsity.parquet",
-    wildcard_constraints:
-        variant="(magnitude|wanda|sparsegpt)-[a-z0-9]+",
-    params:
-        settings=config["pruning"],
-        device=config["device"],
-        dtype=model_dtype,
-    log:
-        "logs/{model}/{variant}/prune.log",
-    benchmark:
-        "benchmarks/{model}/{variant}/prune.tsv"
-    threads: 2
-    resources:
-        mem_mb=16000,
-        runtime=240,
-        gpu=GPUS_PER_JOB,
-    script:
-        "../workflow_scripts/prune.py"
+    rule:
+        name:
+            _rewrite.name
+        input:
+            unpack(lambda wc: RUN.rewrite_inputs(wc.model, wc.variant)),
+        output:
+            model=directory(paths.VARIANT_MODEL),
+            **_rewrite.outputs,
+        wildcard_constraints:
+            variant=_rewrite.variant_pattern,
+        params:
+            **_rewrite.params,
+            dtype=lambda wc: config["models"][wc.model]["dtype"],
+        log:
+            _rewrite.log,
+        benchmark:
+            _rewrite.benchmark
+        threads: 2
+        resources: **_rewrite.resources, gpu=GPUS_PER_JOB
+        script:
+            f"../workflow_scripts/{_rewrite.script}.py"

@@ -1,8 +1,6 @@
 # Stage "tasks": benchmark evaluation of every variant through lm-evaluation-harness, plus retrieval in
 # the embedding space. Offline task data is converted once per task; each variant is evaluated in one
 # job (one model load), so a changed tasks setting reruns the evaluation of every variant.
-if TASK_NAMES:
-    STAGE_TARGETS.append(lambda model: [f"results/{model}/{v}/tasks/summary.parquet" for v in VARIANTS])
 
 
 # task_data: seconds of work reading the installed package, not worth a cluster job; task_fetch:
@@ -14,26 +12,24 @@ localrules:
 
 rule task_data:
     output:
-        "resources/benchmarks/{task}.parquet",
+        paths.TASK_SNAPSHOT,
     wildcard_constraints:
         task="|".join(re.escape(name) for name in TASK_REGISTRY),
     log:
         "logs/benchmarks/{task}.log",
     threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=15,
+    resources: **LIGHT_JOB
     script:
         "../workflow_scripts/task_data.py"
 
 
 rule task_fetch:
     output:
-        "resources/benchmarks/hub/{task}.json",
+        paths.TASK_MANIFEST,
     wildcard_constraints:
         task="[A-Za-z0-9][A-Za-z0-9_.-]*",
     params:
-        kind=lambda wildcards: TASK_KINDS[wildcards.task],
+        kind=lambda wc: next(e["kind"] for e in config["tasks"]["benchmarks"] if e["name"] == wc.task),
     log:
         "logs/benchmarks/hub/{task}.log",
     threads: 1
@@ -46,25 +42,22 @@ rule task_fetch:
 
 rule task_eval:
     input:
-        unpack(lambda wildcards: {**variant_build_inputs(wildcards), **TASK_DATA}),
+        unpack(lambda wc: {**RUN.variant_inputs(wc.model, wc.variant), **TASK_DATA}),
     output:
-        tables=[f"results/{{model}}/{{variant}}/tasks/{name}.parquet" for name in TASK_NAMES],
-        summary="results/{model}/{variant}/tasks/summary.parquet",
-        raw="results/{model}/{variant}/tasks/lm_eval.json",
-        raw_samples="results/{model}/{variant}/tasks/lm_eval_samples.jsonl.gz",
+        tables=paths.fill_each(paths.TASK_TABLE, "task", TASK_NAMES),
+        summary=paths.TASK_SUMMARY,
+        raw=paths.TASK_RAW,
+        raw_samples=paths.TASK_RAW_SAMPLES,
     params:
         tasks=TASKS_CONFIG,
-        device=config["device"],
-        dtype=model_dtype,
+        device=DEVICE,
+        dtype=lambda wc: config["models"][wc.model]["dtype"],
     log:
         "logs/{model}/{variant}/tasks.log",
     benchmark:
         "benchmarks/{model}/{variant}/tasks.tsv"
     # One thread per job: on a small CPU machine two variants evaluated side by side beat one with two threads.
     threads: 1
-    resources:
-        mem_mb=16000,
-        runtime=240,
-        gpu=GPUS_PER_JOB,
+    resources: **MODEL_JOB
     script:
         "../workflow_scripts/task_eval.py"

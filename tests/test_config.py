@@ -30,7 +30,8 @@ def test_shipped_configs_are_valid():
 @pytest.mark.parametrize(
     "changes, expected",
     [
-        ({"variants": ["dense", "wanda-foo"]}, r"variants\[1\]: 'wanda-foo' is not allowed; allowed: dense, \{magnitude"),
+        ({"variants": ["dense", "wanda-foo"]}, r"variants\[1\]: unknown variant 'wanda-foo'; allowed: 'dense', '\{magnitude"),
+        ({"variants": ["quant-gptq-w9g128"]}, r"variants\[0\]: unknown variant 'quant-gptq-w9g128'; allowed: .*bits 2..8"),
         ({"variants": ["sparsegpt-4of2"]}, r"variants\[0\]: variant 'sparsegpt-4of2': N:M pattern needs 0 < N < M"),
         ({"calibrate": {}}, r"<top level>: unknown key\(s\) 'calibrate'; allowed: calibration, device"),
         ({"calibration": {"n_samples": "many"}}, r"calibration.n_samples: 'many' has the wrong type; expected integer"),
@@ -77,5 +78,5 @@ def test_snakemake_stops_before_scheduling(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode != 0
-    assert "variants[1]: 'drop-attn-x' is not allowed; allowed:" in result.stderr + result.stdout
+    assert "variants[1]: unknown variant 'drop-attn-x'; allowed:" in result.stderr + result.stdout
     assert "Job stats" not in result.stdout

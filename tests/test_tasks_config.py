@@ -5,13 +5,17 @@ import yaml
 
 from prunescope.config import ConfigError, check_config, load_schema
 from prunescope.tasks import TASKS, TaskConfigError, check_tasks
-from prunescope.tasks.validate import hub_offline
+from prunescope.offline import hub_offline
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
+ENTRY_DEFAULTS = {"limit": None, "shots": 0, "gold": True, "max_gen_toks": None}  # what the schema fills in
+
+
 def tasks(*benchmarks, source="embedded"):
-    return {"source": source, "benchmarks": [dict(b) for b in benchmarks]}
+    """A tasks section as check_tasks receives it: validated by the schema, defaults filled."""
+    return {"source": source, "benchmarks": [{**ENTRY_DEFAULTS, **b} for b in benchmarks]}
 
 
 def arc(**extra):
@@ -26,7 +30,7 @@ def problems(config, offline=True) -> str:
 
 def test_the_default_config_is_valid_offline():
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    check_tasks(config["tasks"], offline=True)
+    check_tasks(tasks(*config["tasks"]["benchmarks"], source=config["tasks"]["source"]), offline=True)
 
 
 def test_unknown_task_lists_what_is_available():
@@ -50,22 +54,25 @@ def test_kind_shots_duplicates_and_reserved_names():
         arc(kind="generative"), arc(),
         {"name": "squad_retrieval", "kind": "retrieval", "shots": 2},
         {"name": "summary", "kind": "multiple_choice"},
-        {"name": "piqa", "kind": "ranking"},
     ))
     assert "is a multiple_choice task, not generative" in message
     assert "'arc_easy' is listed more than once" in message
     assert "retrieval takes no few-shot examples" in message
     assert "'summary' cannot be a task name" in message
-    assert "kind 'ranking' is not allowed; allowed: multiple_choice, generative, retrieval" in message
 
 
 def test_schema_rejects_bad_entries_before_the_task_check():
     schema = load_schema(ROOT / "config" / "schema.yaml")
     config = {"models": {"m": {"source": "embedded"}}, "variants": ["dense"],
-              "tasks": {"benchmarks": [{"name": "arc_easy", "kind": "multiple_choice", "limit": 0, "n_shots": 1}]}}
+              "tasks": {"source": "local", "benchmarks": [
+                  {"name": "arc_easy", "kind": "multiple_choice", "limit": 0, "n_shots": 1},
+                  {"name": "piqa", "kind": "ranking"}]}}
     with pytest.raises(ConfigError) as err:
         check_config(config, schema)
-    assert "unknown key(s) 'n_shots'" in str(err.value) and "tasks.benchmarks[0].limit" in str(err.value)
+    message = str(err.value)
+    assert "unknown key(s) 'n_shots'" in message and "tasks.benchmarks[0].limit" in message
+    assert "tasks.benchmarks[1].kind: 'ranking' is not allowed; allowed: multiple_choice, generative, retrieval" in message
+    assert "tasks.source: 'local' is not allowed; allowed: embedded, hub" in message
 
 
 def test_offline_switch_is_read_from_the_environment(monkeypatch):

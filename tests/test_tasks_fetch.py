@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from prunescope.tasks import check_tasks
-from prunescope.tasks.fetch import OFFLINE_VARIABLES, fetch_task, use_fetched_data
+from prunescope.offline import OFFLINE_VARIABLES
+from prunescope.tasks.fetch import fetch_task, use_fetched_data
 
 DOCS = [{"question": f"{i} + 1 =", "choices": [str(i + 1), str(i + 2)], "label": 0} for i in range(5)]
 
@@ -62,8 +63,8 @@ def test_a_cache_the_node_cannot_see_is_named(tmp_path, monkeypatch):
 
 
 def test_fetched_hub_tasks_pass_offline_validation():
-    config = {"source": "hub", "benchmarks": [{"name": "mmlu", "kind": "multiple_choice"},
-                                              {"name": "gsm8k", "kind": "generative"}]}
+    config = {"source": "hub", "benchmarks": [{"name": "mmlu", "kind": "multiple_choice", "shots": 0},
+                                              {"name": "gsm8k", "kind": "generative", "shots": 0}]}
     check_tasks(config, offline=True, fetched={"mmlu", "gsm8k"})
     with pytest.raises(Exception, match=r"tasks.benchmarks\[1\] \('gsm8k'\).*task_fetch"):
         check_tasks(config, offline=True, fetched={"mmlu"})

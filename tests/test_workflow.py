@@ -125,6 +125,35 @@ def test_rerun_does_nothing(workflow_run):
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
+def reversed_keys(value):
+    """The same config with every mapping's keys in reverse order (lists unchanged)."""
+    if isinstance(value, dict):
+        return {key: reversed_keys(value[key]) for key in reversed(list(value))}
+    return [reversed_keys(item) for item in value] if isinstance(value, list) else value
+
+
+def planned_after(workdir: Path, config: dict) -> dict[str, int]:
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return planned_jobs(snakemake(workdir, "--dry-run"))
+
+
+def test_edits_that_change_no_result_rerun_nothing(workflow_run):
+    """Params carry only what changes a result, in canonical form: key order, chunk and batch sizes of
+    batch-independent stages plan no job; final_norm replans only the layer-wise metrics (and the report)."""
+    workdir, _ = workflow_run
+    original = (workdir / "config.yaml").read_text()
+    config = yaml.safe_load(original)
+    try:
+        assert planned_after(workdir, reversed_keys(config)) == {}
+        assert planned_after(workdir, {**config, "metrics": {**config["metrics"], "chunk_rows": 7}}) == {}
+        assert planned_after(workdir, {**config, "probes": {**config["probes"], "batch_size": 3}}) == {}
+        jobs = planned_after(workdir, {**config, "metrics": {**config["metrics"], "final_norm": True}})
+        assert {rule: n for rule, n in jobs.items() if not rule.startswith("report")} == {
+            "metrics_layerwise": 1 + 3, "all": 1}  # dense (drop mode) + the three intra-layer variants
+    finally:
+        (workdir / "config.yaml").write_text(original)
+
+
 def test_config_edit_reruns_only_what_it_touches(workflow_run):
     workdir, _ = workflow_run
     config = yaml.safe_load((workdir / "config.yaml").read_text())

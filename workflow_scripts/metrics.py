@@ -6,12 +6,15 @@ from prunescope.metrics.job import probe_metrics, write_metrics
 from prunescope.runlog import setup_job
 
 log = setup_job(snakemake.log[0], snakemake.threads, snakemake.rule)
-settings = dict(snakemake.params.settings)
+temperatures, apply_final_norm = snakemake.params.temperatures, snakemake.params.apply_final_norm
+# Rows per pass through the head bound memory only; not a param, so changing it reruns nothing.
+chunk_rows = snakemake.config["metrics"]["chunk_rows"]
 device = resolve_device(snakemake.params.device)
 # The dense model's own head is every metric's lens (pruning never touches it); only its tensors are read.
-head = load_head(snakemake.input.model, apply_final_norm=snakemake.params.apply_final_norm)
+head = load_head(snakemake.input.model, apply_final_norm=apply_final_norm)
 references = snakemake.input.get("references") or [None] * len(snakemake.output)
 for probe_file, reference_file, path in zip(snakemake.input.probes, references, snakemake.output):
-    frame = probe_metrics(probe_file, head, settings["temperatures"], reference_file, settings["chunk_rows"], device)
-    write_metrics(frame, path, probe_file, {**settings, "apply_final_norm": snakemake.params.apply_final_norm})
+    frame = probe_metrics(probe_file, head, temperatures, reference_file, chunk_rows, device)
+    write_metrics(frame, path, probe_file,
+                  {"temperatures": temperatures, "chunk_rows": chunk_rows, "apply_final_norm": apply_final_norm})
     log.info("%s: %d metric rows -> %s", probe_file, len(frame), path)

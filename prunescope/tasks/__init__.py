@@ -6,10 +6,11 @@
 - :mod:`.code` and :mod:`.sandbox`: HumanEval / MBPP scored by running programs in a limited process;
 - :mod:`.retrieval`: question -> passage retrieval in the model's embedding space;
 - :mod:`.records`: lm-eval outputs -> per-sample and summary tables;
-- :mod:`.runner`: one model, all configured tasks; :mod:`.validate`: config checks at parse time.
+- :mod:`.runner`: one model, all configured tasks; :mod:`.validate`: config checks at parse time;
+- :mod:`.inputs`: which data files each configured task reads.
 """
 
 from .registry import KINDS, TASKS
-from .validate import TaskConfigError, check_tasks, hub_offline
+from .validate import TaskConfigError, check_tasks
 
-__all__ = ["KINDS", "TASKS", "TaskConfigError", "check_tasks", "hub_offline"]
+__all__ = ["KINDS", "TASKS", "TaskConfigError", "check_tasks"]

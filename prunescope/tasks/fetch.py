@@ -14,9 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..offline import OFFLINE_VARIABLES
 from .registry import OUTPUT_KINDS
-
-OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 
 
 def fetch_task(name: str, kind: str, manager=None) -> dict[str, Any]:

@@ -122,4 +122,3 @@ TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in [
 
 # Tasks that are the same in both modes (no lm-eval built-in equivalent on the hub).
 OWN_TASKS = tuple(name for name, spec in TASKS.items() if spec.lm_eval_yaml is None)
-CODE_TASKS = tuple(name for name, spec in TASKS.items() if spec.code)
