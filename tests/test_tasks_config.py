@@ -92,3 +92,17 @@ def test_hub_names_are_checked_against_lm_eval_when_online():
     assert "'hellaswag_typo'): not an lm-eval task or group; close matches:" in message and "hellaswag" in message
     assert "'humaneval_plus'): executes generated code; supported code tasks: humaneval, mbpp" in message
     assert "'lambada_openai'): lm-eval task has output_type 'loglikelihood' (not supported), not generative" in message
+
+
+def test_code_tasks_need_the_configured_sandbox(monkeypatch):
+    """A code task whose isolation is missing here is refused at parse time, naming what is missing."""
+    from prunescope.tasks import sandbox_isolation
+
+    monkeypatch.setattr(sandbox_isolation, "missing_for", lambda level: [] if level == "none" else ["no bwrap on PATH"])
+    config = tasks({"name": "humaneval", "kind": "generative"})
+    config["sandbox"] = {"isolation": "full"}
+    message = problems(config)
+    assert "tasks.sandbox.isolation: full is not available on this machine" in message and "no bwrap on PATH" in message
+    assert "set tasks.sandbox.isolation: none" in message
+    config["sandbox"] = {"isolation": "none"}
+    check_tasks(config, offline=True)

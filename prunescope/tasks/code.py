@@ -15,7 +15,7 @@ import ast
 from pathlib import Path
 from typing import Any
 
-from .sandbox import ExecutionResult, SandboxLimits, run_program
+from .sandbox import ExecutionResult, SandboxLimits, require_isolation, run_program
 
 METRIC = "pass@1"
 
@@ -30,13 +30,17 @@ class SandboxScorer:
     """lm-eval metric callable: 1.0 when the program passes its tests in the sandbox, else 0.0.
 
     Keeps every outcome, keyed by the program's source, so per-sample records can say why a program
-    failed (timeout, memory, blocked network ...).
+    failed (timeout, memory, blocked network ...) and under which isolation it ran. Construction
+    refuses (:class:`~prunescope.tasks.sandbox.SandboxUnavailableError`, naming what is missing) when
+    the configured isolation level is not available, before any generation; a failure of the sandbox
+    while scoring is that sample's status ``error``, never an exception into lm-eval.
     """
 
     __name__ = METRIC
 
     def __init__(self, limits: SandboxLimits):
         self.limits = limits
+        self.isolation = require_isolation(limits.isolation)  # e.g. "full: bubblewrap 0.8.0 (...) + cgroup v1 (...)"
         self.outcomes: dict[str, ExecutionResult] = {}
 
     def __call__(self, references: list[str], predictions: list[Any], **_) -> float:

@@ -26,8 +26,11 @@ def write_evaluation(evaluation: Evaluation, entries: list[TaskEntry], *, model:
     """``task_paths[i]`` receives the rows of ``entries[i]``; see :mod:`prunescope.tasks.records` for the schemas."""
     for entry, path in zip(entries, task_paths, strict=True):
         data = data_paths.get(entry.name)
-        write_parquet(table(evaluation.samples[entry.name], SAMPLE_SCHEMA, model=model, variant=variant), path, {
-            **settings, "task": asdict(entry), "seconds": evaluation.seconds[entry.name],
+        rows = evaluation.samples[entry.name]
+        isolation = sorted({row["exec_isolation"] for row in rows if row.get("exec_isolation")})  # code tasks
+        write_parquet(table(rows, SAMPLE_SCHEMA, model=model, variant=variant), path, {
+            **settings, "task": asdict(entry), **({"sandbox_isolation": isolation} if isolation else {}),
+            "seconds": evaluation.seconds[entry.name],
             "cpu_seconds": evaluation.cpu_seconds[entry.name],
             "data": {"file": data, **read_settings(data)} if data else "lm-eval's hub dataset",
         })

@@ -15,8 +15,9 @@ and filter (retrieval: per query and pooling, the pooling in ``filter``):
   metric lm-eval reported (map metric -> value);
 - ``gold_loglik`` and ``gold_is_greedy``: teacher-forced log-likelihood of the gold answer and whether
   it is the greedy continuation (multiple choice: of the correct option; generative: the gold companion);
-- ``exec_status`` (code tasks: passed | failed | timeout | memory | blocked | error), ``rank``
-  (retrieval: rank of the relevant passage, 1 = first).
+- ``exec_status`` (code tasks: passed | failed | timeout | memory | blocked | error) and
+  ``exec_isolation`` (the sandbox the program ran in, e.g. ``full: bubblewrap 0.8.0 (...) + cgroup v1
+  (memory, pids)``), ``rank`` (retrieval: rank of the relevant passage, 1 = first).
 
 Summary table: ``model, variant, task, subtask, task_kind, metric, filter, value, stderr, n`` as lm-eval
 reported them (gold companion metrics as ``gold_acc`` / ``gold_loglik``; stderr null where lm-eval has none).
@@ -41,7 +42,7 @@ SAMPLE_SCHEMA = pa.schema([
     ("chosen", pa.int64()), ("chosen_norm", pa.int64()),
     ("correct", pa.float64()), ("metrics", pa.map_(pa.string(), pa.float64())),
     ("gold_loglik", pa.float64()), ("gold_is_greedy", pa.bool_()),
-    ("exec_status", pa.string()), ("rank", pa.int64()),
+    ("exec_status", pa.string()), ("exec_isolation", pa.string()), ("rank", pa.int64()),
 ])
 SUMMARY_SCHEMA = pa.schema([
     ("model", pa.string()), ("variant", pa.string()), ("task", pa.string()), ("subtask", pa.string()),
@@ -106,6 +107,7 @@ def _generation_fields(sample, scorer: SandboxScorer | None) -> dict:
     if scorer is not None:
         outcome = scorer.outcomes.get(program_source(filtered, str(target)))
         fields["exec_status"] = outcome.status if outcome else None
+        fields["exec_isolation"] = outcome.isolation if outcome else None
     return fields
 
 

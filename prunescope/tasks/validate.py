@@ -73,10 +73,23 @@ def check_tasks(tasks_config: dict[str, Any], offline: bool | None = None, fetch
             unknown.append((where, name, kind))
     if not_fetched:
         problems.append(f"{', '.join(not_fetched)}: {_HUB_OFF}; available offline: {offline_tasks()}")
+    if any(name in CODE_TASKS_SUPPORTED for name in names):
+        problems += _check_sandbox(tasks_config["sandbox"]["isolation"])
     if unknown and not problems:
         problems += _check_hub_names(unknown)
     if problems:
         raise TaskConfigError("invalid tasks configuration:\n  - " + "\n  - ".join(problems))
+
+
+def _check_sandbox(level: str) -> list[str]:
+    """Code tasks run generated programs: the isolation asked for must exist here, before any model loads."""
+    from .sandbox import SandboxUnavailableError, require_isolation
+
+    try:
+        require_isolation(level)
+    except SandboxUnavailableError as err:
+        return [str(err)]
+    return []
 
 
 def _check_snapshot(where: str, name: str) -> list[str]:
