@@ -2,7 +2,8 @@
 -- (number of layers) // 2, e.g. 14 of 28 as in the paper's Fig 6), each sublayer dropped alone.
 -- Views: see prunescope/report/sources.py. Parameter: $temperature (probability space only).
 -- One row per (model, sublayer, quantity, series, step): the mean over prompts of the measured deviation
--- and of its Theorem estimate (Thm 1: |d_perp|^2 / (2|ref|^2); Thm 2: Var_r(dz)/(2T^2); Thm 3: Var_p(dz)/(2T^2)).
+-- and of its Theorem estimate (Thm 1: |d_perp|^2 / (2|ref|^2); Thm 2: Var_r(dz)/(2T^2); Thm 3: Var_p(dz)/(2T^2)),
+-- with its 95 % interval (bootstrap over prompts).
 WITH quantity(panel_order, panel, series, space, metric) AS (
     VALUES (1, 'relative orthogonal energy |Δ⊥|²/|·|²', 'embedding h', 'embedding', 'orth_rel_sq'),
            (1, 'relative orthogonal energy |Δ⊥|²/|·|²', 'logit z', 'logit', 'orth_rel_sq'),
@@ -19,13 +20,18 @@ chosen AS (
     SELECT model, (max(layer) + 1) // 2 AS layer
     FROM metrics WHERE probe = 'layerwise' AND mode = 'drop' AND variant = 'dense'
     GROUP BY model
+),
+boot AS (
+    SELECT m.model, m.layer, m.sublayer, q.panel_order, q.panel, q.series, m.step,
+           ci95(list(m.value ORDER BY m.probe_set, m.prompt_id), list(1.0::DOUBLE ORDER BY m.probe_set, m.prompt_id)) AS ci
+    FROM metrics m
+    JOIN chosen c ON m.model = c.model AND m.layer = c.layer
+    JOIN quantity q ON m.space = q.space AND m.metric = q.metric
+    WHERE m.probe = 'layerwise' AND m.mode = 'drop' AND m.variant = 'dense'
+      AND (m.temperature IS NULL OR m.temperature = $temperature)
+    GROUP BY m.model, m.layer, m.sublayer, q.panel_order, q.panel, q.series, m.step
 )
-SELECT m.model, m.layer, m.sublayer, q.panel_order, q.panel, q.series, m.step,
-       avg(m.value) AS value, count(*) AS n_prompts
-FROM metrics m
-JOIN chosen c ON m.model = c.model AND m.layer = c.layer
-JOIN quantity q ON m.space = q.space AND m.metric = q.metric
-WHERE m.probe = 'layerwise' AND m.mode = 'drop' AND m.variant = 'dense'
-  AND (m.temperature IS NULL OR m.temperature = $temperature)
-GROUP BY m.model, m.layer, m.sublayer, q.panel_order, q.panel, q.series, m.step
-ORDER BY m.model, m.sublayer, q.panel_order, q.series, m.step
+SELECT model, layer, sublayer, panel_order, panel, series, step, ci.est AS value, ci.lo AS ci_lo, ci.hi AS ci_hi,
+       ci.n::BIGINT AS n_prompts
+FROM boot
+ORDER BY model, sublayer, panel_order, series, step

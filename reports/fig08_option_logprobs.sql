@@ -1,7 +1,9 @@
 -- Fig 8b · Option-token log-probabilities on multiple-choice prompts (one forward pass over the prompt).
--- For each prompt the options are ranked by the dense model's log-probability (rank 1 = its choice); the
--- full-vocabulary log p of the option at each rank is averaged over prompts, for the dense model and the
--- variant. Parallel curves: the tail moves but the order inside the option subspace survives.
+-- For each prompt the options (2 to 5, as many as the item has) are ranked by the dense model's
+-- log-probability (rank 1 = its choice); the full-vocabulary log p of the option at each rank is averaged
+-- over the prompts that have that many options, for the dense model and the variant, with a 95 % interval
+-- (bootstrap over those prompts). Parallel curves: the tail moves but the order inside the option subspace
+-- survives.
 -- Views: see prunescope/report/sources.py. Parameter: $temperature.
 -- One row per (model, variant, dense rank, side).
 WITH options AS (
@@ -20,12 +22,16 @@ ranked AS (
     FROM options
 ),
 sides AS (
-    SELECT model, variant, dense_rank, 'dense' AS side, logp_dense AS logp FROM ranked
+    SELECT model, variant, probe_set, prompt_id, dense_rank, 'dense' AS side, logp_dense AS logp FROM ranked
     UNION ALL
-    SELECT model, variant, dense_rank, 'variant' AS side, logp_variant AS logp FROM ranked
+    SELECT model, variant, probe_set, prompt_id, dense_rank, 'variant' AS side, logp_variant AS logp FROM ranked
+),
+boot AS (
+    SELECT model, variant, dense_rank, side,
+           ci95(list(logp ORDER BY probe_set, prompt_id), list(1.0::DOUBLE ORDER BY probe_set, prompt_id)) AS ci
+    FROM sides GROUP BY ALL
 )
-SELECT s.model, s.variant, v.label, v.sort, s.dense_rank, s.side,
-       avg(s.logp) AS mean_logp, min(s.logp) AS lo, max(s.logp) AS hi, count(*) AS n_prompts
-FROM sides s JOIN variants v USING (variant)
-GROUP BY s.model, s.variant, v.label, v.sort, s.dense_rank, s.side
-ORDER BY s.model, v.sort, s.dense_rank, s.side
+SELECT b.model, b.variant, v.label, v.sort, b.dense_rank, b.side, b.ci.est AS mean_logp, b.ci.lo AS ci_lo,
+       b.ci.hi AS ci_hi, b.ci.n::BIGINT AS n_prompts
+FROM boot b JOIN variants v USING (variant)
+ORDER BY b.model, v.sort, b.dense_rank, b.side

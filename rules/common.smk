@@ -48,15 +48,3 @@ TEMPERATURES = config["metrics"]["temperatures"]
 TASKS_CONFIG = canonical(config["tasks"])
 TASK_NAMES = RUN.task_names
 TASK_DATA = data_inputs(config["tasks"])
-
-# Names rules/report.smk still reads while it moves to prunescope.report (removed with that change).
-STAGE_TARGETS = []
-DROP_VARIANTS = RUN.of_kind("drop")
-INTRA_VARIANTS = RUN.of_kind("prune")
-NON_DENSE = RUN.non_dense
-MC_SETS = RUN.sets_for("subspace")
-PROBE_SETS = RUN.probe_sets
-
-
-def metrics_tables(model):
-    return [table.path for table in RUN.metrics_tables(model)]

@@ -1,9 +1,11 @@
-"""Rule report_page: the single offline HTML page with every figure, its caption and the summary table."""
+"""Rule report_page: the single offline HTML page with every figure, its caption and the summary tables."""
+
+import json
 
 import pandas as pd
 
-from prunescope.report.page import PageFigure, write_page
 from prunescope.report.joblog import setup_log
+from prunescope.report.page import PageFigure, read_table, write_page
 
 log = setup_log(snakemake.log[0], snakemake.rule)
 figures = [
@@ -13,5 +15,9 @@ figures = [
 summary = pd.read_parquet(snakemake.input.summary)
 with open(snakemake.input.summary_caption, encoding="utf-8") as handle:
     summary_caption = handle.read()
-write_page(snakemake.output[0], figures, summary, summary_caption, snakemake.params.skipped, snakemake.params.settings)
+with open(snakemake.input.findings, encoding="utf-8") as handle:
+    findings = json.load(handle)["lines"]
+tasks, regime = read_table(snakemake.input.tasks), read_table(snakemake.input.regime)
+write_page(snakemake.output[0], figures, summary, summary_caption, snakemake.params.skipped, snakemake.params.settings,
+           tasks=tasks, findings=findings, regime=regime)
 log.info("page with %d figures (%d not drawn) -> %s", len(figures), len(snakemake.params.skipped), snakemake.output[0])

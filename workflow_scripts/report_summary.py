@@ -1,9 +1,11 @@
-"""Rule report_summary: the summary table (relative task changes, mean KL) to Parquet, CSV and HTML."""
+"""Rule report_summary: the summary tables (per variant, per task, regime per layer) and the findings."""
 
-from prunescope.report.summary import build_summary
 from prunescope.report.joblog import setup_log
+from prunescope.report.summary import QUERIES, build_summary
 
 log = setup_log(snakemake.log[0], snakemake.rule)
-sources = {view: list(snakemake.input.get(view, [])) for view in ("metrics", "tasks")}
-frame = build_summary(snakemake.input.sql, sources, dict(snakemake.output.items()), snakemake.params.query)
-log.info("summary: %d variants -> %s", len(frame), snakemake.output.parquet)
+sources = {view: list(snakemake.input.get(view, [])) for view in ("metrics", "tasks", "task_samples")}
+queries = {name: snakemake.input[f"sql_{name}"] for name in QUERIES}
+summary = build_summary(queries, sources, dict(snakemake.output.items()), snakemake.params.query)
+log.info("summary: %d variants, %d task rows, %d findings -> %s", len(summary.variants), len(summary.tasks),
+         len(summary.findings), snakemake.output.parquet)

@@ -10,9 +10,11 @@ import altair as alt
 import pandas as pd
 
 from prunescope.report.style import (
-    PANEL_HEIGHT, PANEL_WIDTH, SERIES_COLORS, STEP_AXIS, SPACE_COLORS, SPACES, finish, ordered, scale, with_panel,
+    PANEL_HEIGHT, PANEL_WIDTH, SERIES_COLORS, STEP_AXIS, SPACE_COLORS, SPACES, count_text, finish, ordered, scale,
+    with_panel,
 )  # fmt: skip
 
+Y_TITLE = "cosine similarity to dense"
 SUBLAYER_TITLES = {"attn": "attention sublayer", "mlp": "MLP sublayer"}
 SOURCE_DASHES = {"this run": [1, 0], "paper (Qwen2.5-7B)": [5, 3]}
 SOURCE_OPACITY = {"this run": 1.0, "paper (Qwen2.5-7B)": 0.45}
@@ -22,8 +24,9 @@ def hierarchy_drop(frame: pd.DataFrame, variants: Sequence[str]) -> alt.TopLevel
     """Fig 4: mean cosine per layer with a min–max band, one column per sublayer, the paper dashed."""
     frame = frame.assign(sublayer_title=frame["sublayer"].map(SUBLAYER_TITLES))
     frame = with_panel(frame, "sublayer_title", "column")
-    t = "Fig 4 · Each sublayer dropped alone: similarity to the dense model per layer"
-    sub = "mean over prompts × steps (band: min–max); dashed: the paper's Qwen2.5-7B means, rescaled to this depth"
+    t = f"Fig 4 · Each sublayer dropped alone: similarity to the dense model per layer ({count_text(frame)})"
+    sub = ("mean over prompts × steps; dark band: 95 % CI (bootstrap over prompts), light band: min–max; "
+           "dashed: the paper's Qwen2.5-7B means, rescaled to this depth")
     return finish(_hierarchy(frame, "column", None), t, sub)
 
 
@@ -31,8 +34,9 @@ def hierarchy_pruned(frame: pd.DataFrame, variants: Sequence[str]) -> alt.TopLev
     """Fig 13: as Fig 4 with each sublayer replaced by its pruned version; one row per variant."""
     frame = frame.assign(source="this run", sublayer_title=frame["sublayer"].map(SUBLAYER_TITLES))
     frame = with_panel(frame, "label", "row")
-    t = "Fig 13 · Each sublayer replaced alone by its pruned version: similarity per layer"
-    sub = "mean over prompts × steps (band: min–max); one row per intra-layer variant"
+    t = f"Fig 13 · Each sublayer replaced alone by its pruned or quantised version ({count_text(frame)})"
+    sub = ("mean over prompts × steps; dark band: 95 % CI (bootstrap over prompts), light band: min–max; "
+           "one row per intra-layer or quantised variant")
     return finish(_hierarchy(frame, "sublayer_title", "row"), t, sub)
 
 
@@ -41,16 +45,22 @@ def _hierarchy(frame: pd.DataFrame, column: str, row: str | None) -> alt.FacetCh
     x = alt.X("layer:Q", title="layer index", scale=alt.Scale(nice=False), axis=STEP_AXIS)
     color = alt.Color("space:N", title="space", scale=scale(SPACE_COLORS, SPACES), sort=list(SPACES),
                       legend=alt.Legend(symbolType="stroke", symbolOpacity=1, symbolStrokeWidth=3))
+    spread = (
+        alt.Chart()
+        .mark_area(opacity=0.07)
+        .encode(x=x, y=alt.Y("min_value:Q", title=Y_TITLE), y2="max_value:Q", color=color)
+        .transform_filter("datum.source == 'this run'")
+    )
     band = (
         alt.Chart()
-        .mark_area(opacity=0.15)
-        .encode(x=x, y=alt.Y("lo:Q"), y2="hi:Q", color=color)
+        .mark_area(opacity=0.3)
+        .encode(x=x, y=alt.Y("ci_lo:Q", title=Y_TITLE), y2="ci_hi:Q", color=color)
         .transform_filter("datum.source == 'this run'")
     )
     sources = [s for s in SOURCE_DASHES if s in set(frame["source"])]
     line = alt.Chart().mark_line(strokeWidth=1.8).encode(
         x=x,
-        y=alt.Y("mean:Q", title="cosine similarity to dense", scale=alt.Scale(zero=False)),
+        y=alt.Y("mean:Q", title=Y_TITLE, scale=alt.Scale(zero=False)),
         color=color,
         # Same field for both: they merge into one "source" legend (legend=None on one alone would hide both);
         # with our data only there is nothing to tell apart.
@@ -59,9 +69,10 @@ def _hierarchy(frame: pd.DataFrame, column: str, row: str | None) -> alt.FacetCh
         opacity=alt.Opacity("source:N", title="source", scale=scale([SOURCE_OPACITY[s] for s in sources], sources),
                             legend=alt.Legend() if len(sources) > 1 else None),
         detail="source:N",
-        tooltip=["space", "source", "layer", alt.Tooltip("mean:Q", format=".4f")],
+        tooltip=["space", "source", "layer", alt.Tooltip("mean:Q", format=".4f"), alt.Tooltip("ci_lo:Q", format=".4f"),
+                 alt.Tooltip("ci_hi:Q", format=".4f"), alt.Tooltip("min_value:Q", format=".4f"), "n_prompts"],
     )
-    layered = alt.layer(band, line, data=frame).properties(width=PANEL_WIDTH + 70, height=PANEL_HEIGHT)
+    layered = alt.layer(spread, band, line, data=frame).properties(width=PANEL_WIDTH + 70, height=PANEL_HEIGHT)
     facets = {"column": alt.Column(f"{column}:N", title=None, sort=ordered(frame, column))}
     if row is not None:
         facets["row"] = alt.Row(f"{row}:N", title=None, sort=ordered(frame, row), header=alt.Header(labelAngle=0, labelAlign="left"))
@@ -73,8 +84,9 @@ def theory_steps(frame: pd.DataFrame, variants: Sequence[str]) -> alt.TopLevelMi
     frame = frame.assign(sublayer_title=frame["sublayer"].map(SUBLAYER_TITLES) + " dropped at layer " + frame["layer"].astype(str))
     frame = with_panel(frame, "sublayer_title", "column")
     rows = [_step_lines(frame, panel, "column", ordered(frame, "series")) for panel in ordered(frame, "panel")]
-    t = "Figs 5, 6, 16, 17 · Theory vs measurement along the decoding, one sublayer dropped at the middle layer"
-    sub = "mean over prompts per decoding step (step 0 = prefill); estimate: Theorem 1, 2 or 3"
+    t = f"Figs 5, 6, 16, 17 · Theory vs measurement along the decoding, middle layer ({count_text(frame)})"
+    sub = ("mean over prompts per decoding step (step 0 = prefill), band: 95 % CI (bootstrap over prompts); "
+           "estimate: Theorem 1, 2 or 3")
     return finish(alt.vconcat(*rows).resolve_scale(color="shared"), t, sub)
 
 
@@ -83,22 +95,27 @@ def theory_temperature(frame: pd.DataFrame, variants: Sequence[str]) -> alt.TopL
     frame = frame.assign(t_title="T = " + frame["temperature"].map("{:g}".format))
     frame = with_panel(frame, "t_title", "column")
     rows = [_step_lines(frame, panel, "column", ordered(frame, "series")) for panel in ordered(frame, "panel")]
-    t = "Fig 11 · Temperature ablation: measured vs estimated, middle attention layer dropped"
-    sub = "mean over prompts per decoding step; all temperatures compare the same dense trajectory"
+    t = f"Fig 11 · Temperature ablation: measured vs estimated, middle attention layer dropped ({count_text(frame)})"
+    sub = ("mean over prompts per decoding step, band: 95 % CI (bootstrap over prompts); all temperatures "
+           "compare the same dense trajectory")
     return finish(alt.vconcat(*rows).resolve_scale(color="shared"), t, sub)
 
 
 def _step_lines(frame: pd.DataFrame, panel: str, column: str, series: list[str]) -> alt.FacetChart:
     """One row of a step figure: the lines of ``panel``; ``series`` are those of the whole figure, so every
     row shares one colour scale."""
-    chart = alt.Chart(frame[frame["panel"] == panel]).mark_line(strokeWidth=1.5).encode(
-        x=alt.X("step:Q", title="decoding step", axis=STEP_AXIS, scale=alt.Scale(nice=False)),
+    x = alt.X("step:Q", title="decoding step", axis=STEP_AXIS, scale=alt.Scale(nice=False))
+    color = alt.Color("series:N", title="series", scale=scale(SERIES_COLORS, present=series))
+    band = alt.Chart().mark_area(opacity=0.15).encode(x=x, y=alt.Y("ci_lo:Q", title=panel), y2="ci_hi:Q", color=color)
+    line = alt.Chart().mark_line(strokeWidth=1.5).encode(
+        x=x,
         y=alt.Y("value:Q", title=panel),
-        color=alt.Color("series:N", title="series", scale=scale(SERIES_COLORS, present=series)),
+        color=color,
         strokeDash=alt.StrokeDash("series:N", legend=None, scale=scale([[5, 3] if s == "estimate" else [1, 0] for s in series], series)),
-        tooltip=["series", "step", alt.Tooltip("value:Q", format=".3g"), "n_prompts"],
+        tooltip=["series", "step", alt.Tooltip("value:Q", format=".3g"), alt.Tooltip("ci_lo:Q", format=".3g"),
+                 alt.Tooltip("ci_hi:Q", format=".3g"), "n_prompts"],
     )
-    chart = chart.properties(width=PANEL_WIDTH + 40, height=PANEL_HEIGHT - 30)
+    chart = alt.layer(band, line, data=frame[frame["panel"] == panel]).properties(width=PANEL_WIDTH + 40, height=PANEL_HEIGHT - 30)
     return chart.facet(column=alt.Column(f"{column}:N", title=None, sort=ordered(frame, column)))
 
 

@@ -1,10 +1,11 @@
-"""One figure from its query to its files: SQL over the report views -> CSV of the queried data -> Altair
-chart -> PNG and SVG (rendered offline by vl-convert)."""
+"""One figure from its query to its files: SQL over the report views (-> its derive step) -> CSV of the data
+drawn -> Altair chart -> PNG and SVG (rendered offline by vl-convert). Figures and their builders are
+registered in :mod:`prunescope.report.catalog`."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,23 +13,9 @@ import altair as alt
 import pandas as pd
 
 from prunescope.io import atomic_path
-from prunescope.report import charts_layers, charts_outputs
+from prunescope.report.catalog import BY_NAME
 from prunescope.report.sources import connect, run_query
 
-Chart = Callable[[pd.DataFrame, Sequence[str]], alt.TopLevelMixin]
-
-CHARTS: dict[str, Chart] = {
-    "fig01_drop_tasks": charts_outputs.drop_tasks,
-    "fig03_intra_tasks": charts_outputs.intra_tasks,
-    "fig04_hierarchy_drop": charts_layers.hierarchy_drop,
-    "fig13_hierarchy_pruned": charts_layers.hierarchy_pruned,
-    "fig06_theory_steps": charts_layers.theory_steps,
-    "fig14_theory_scatter": charts_layers.theory_scatter,
-    "fig11_theory_temperature": charts_layers.theory_temperature,
-    "fig07_generation": charts_outputs.generation,
-    "fig08_option_logprobs": charts_outputs.option_logprobs,
-    "fig08_subspace_agreement": charts_outputs.subspace_agreement,
-}
 PNG_SCALE = 2  # PNG pixels per chart pixel: sharp on high-density screens and in print
 
 
@@ -39,13 +26,14 @@ def query_figure(
     params: Mapping[str, Any] | None = None,
     paper_files: Mapping[str, str | os.PathLike] | None = None,
 ) -> pd.DataFrame:
-    """The data of figure ``name``: its SQL text run over the views of ``sources``.
+    """The data of figure ``name``: its SQL text run over the views of ``sources``, then the figure's derive
+    step when it has one (e.g. the regime figure's binning).
 
     Raises ``ValueError`` naming the figure and its input files when the query finds none of this run's
     data (a figure of only the paper's numbers, or an empty one, would hide a broken upstream stage).
     """
-    if name not in CHARTS:
-        raise ValueError(f"unknown figure {name!r}; known: {sorted(CHARTS)}")
+    if name not in BY_NAME:
+        raise ValueError(f"unknown figure {name!r}; known: {sorted(BY_NAME)}")
     con = connect(sources, paper_files)
     try:
         frame = run_query(con, sql, params)
@@ -55,12 +43,13 @@ def query_figure(
     if ours.empty:
         listing = {view: [str(p) for p in paths] for view, paths in sources.items()}
         raise ValueError(f"figure {name}: the query returned none of this run's data; inputs: {listing}")
-    return frame
+    derive = BY_NAME[name].derive_step()
+    return derive(frame) if derive else frame
 
 
 def chart_figure(name: str, frame: pd.DataFrame, variants: Sequence[str]) -> alt.TopLevelMixin:
-    """The finished chart of figure ``name`` from its query result; ``variants`` fixes the colours."""
-    return CHARTS[name](frame, variants)
+    """The finished chart of figure ``name`` from its (derived) query result; ``variants`` fixes the colours."""
+    return BY_NAME[name].chart_builder()(frame, variants)
 
 
 def build_figure(

@@ -18,7 +18,7 @@ import pandas as pd
 from docutils.core import publish_parts
 
 from prunescope.io import atomic_path
-from prunescope.report.summary import summary_html
+from prunescope.report.summary import findings_html, regime_html, summary_html, tasks_html
 
 STYLE = """
 body { font-family: Helvetica, Arial, sans-serif; max-width: 1500px; margin: 2em auto; padding: 0 1em;
@@ -30,6 +30,8 @@ img.figure { max-width: 100%; height: auto; display: block; margin: 0.5em 0; }
 table.summary { border-collapse: collapse; margin: 0.5em 0; }
 table.summary th, table.summary td { border-bottom: 1px solid #ddd; padding: 0.25em 0.8em; text-align: left; }
 table.summary td.num { text-align: right; font-variant-numeric: tabular-nums; }
+table.summary tr.kind th { background: #f3f3f3; text-align: left; font-weight: normal; font-style: italic; }
+table.summary td.noise { color: #888; }
 nav ol { columns: 2; }
 """
 
@@ -64,9 +66,14 @@ def render_page(
     summary_caption: str,
     skipped: Mapping[str, str],
     settings: Mapping[str, object],
+    tasks: pd.DataFrame | None = None,
+    findings: Sequence[str] = (),
+    regime: pd.DataFrame | None = None,
 ) -> str:
     """The page's HTML. ``skipped`` maps the titles of figures not drawn to the reason; ``settings``
-    (e.g. models, variants, temperature) is listed under the heading."""
+    (e.g. models, variants, temperature) is listed under the heading. The summary section holds the
+    per-variant table, the ``findings`` sentences, the per-task table (``tasks``) and the per-layer regime
+    table (``regime``), each when given."""
     nav = "".join(f'<li><a href="#{f.name}">{html.escape(f.title)}</a></li>' for f in figures)
     listing = "".join(
         f"<li><b>{html.escape(str(key))}</b>: {html.escape(_text(value))}</li>" for key, value in settings.items()
@@ -85,8 +92,19 @@ def render_page(
         '<section id="summary"><h2>Summary table</h2>',
         summary_html(summary),
         f'<div class="caption">{caption_html(summary_caption)}</div>',
-        '<p class="files">Data: <a href="summary.csv">summary.csv</a>, summary.parquet</p></section>',
+        '<p class="files">Data: <a href="summary.csv">summary.csv</a>, summary.parquet</p>',
+        "<h3>Findings</h3>",
+        findings_html(findings),
     ]
+    if tasks is not None:
+        parts += ["<h3>Per task</h3>", tasks_html(tasks),
+                  '<p class="files">Data: <a href="summary_tasks.csv">summary_tasks.csv</a></p>']
+    if regime is not None:
+        parts += ["<h3>Where the theory holds, per layer</h3>",
+                  "<p>Per layer and sublayer (each dropped alone): the share of its rows whose perturbation size lies "
+                  "inside the regime found on this run, and its median measured/estimated ratio.</p>",
+                  regime_html(regime), '<p class="files">Data: <a href="regime_layers.csv">regime_layers.csv</a></p>']
+    parts.append("</section>")
     for figure in figures:
         parts += [
             f'<section id="{figure.name}"><h2>{html.escape(figure.title)}</h2>',
@@ -101,6 +119,15 @@ def render_page(
         parts.append(f'<section id="not-drawn"><h2>Not drawn</h2><ul>{items}</ul></section>')
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame | None:
+    """A CSV table of the summary job, or None when it holds no rows (e.g. no task or theory data)."""
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return None
+    return None if frame.empty else frame
 
 
 def write_page(path: str | os.PathLike, *args, **kwargs) -> None:

@@ -1,32 +1,32 @@
 """Named DuckDB views over the pipeline's Parquet outputs and the paper's figure data.
 
 Every report query (``reports/*.sql``) reads these views, never file paths, so one SQL text runs on the
-files a Snakemake rule declares as its inputs, on a whole ``results/`` folder found by glob
-(:func:`glob_sources`), or on a test fixture:
+files a Snakemake rule declares as its inputs or on a test fixture:
 
 =============  ==========================================================================================
 view           rows
 =============  ==========================================================================================
 metrics        ``results/{model}/{variant}/metrics/*.parquet``, columns of
-               :data:`prunescope.metrics.long_table.COLUMNS` (:data:`METRICS_SCHEMA`)
+               :data:`prunescope.metrics.long_table.COLUMNS` (:data:`METRICS_SCHEMA`); metrics that do
+               not depend on the temperature have ``temperature`` null, so queries select
+               ``temperature IS NULL OR temperature = $temperature``
 tasks          ``results/{model}/{variant}/tasks/summary.parquet`` (:data:`TASKS_SCHEMA`)
-task_scores    one score per (model, variant, task) in percent: the task's primary (metric, filter) (see
-               :data:`PRIMARY_METRICS`, :data:`PRIMARY_FILTERS`), the same for every variant of a model; a
-               group task's own row,
-               else the mean of its subtasks
+task_samples   ``results/{model}/{variant}/tasks/{task}.parquet``, the per-item columns the report reads
+               (:data:`TASK_SAMPLES_SCHEMA`)
+task_*         scores, per-item values, intervals and paired changes: :mod:`prunescope.report.task_views`
 variants       one row per variant name seen in ``metrics`` or ``tasks`` (plus ``dense``): kind, method,
-               pattern, sparsity, unit, k, a display label and a sort order
+               pattern, sparsity, unit, k, bits, group size, a display label and a sort order
 paper_fig1     the paper's Fig 1 (task score vs dropped layers), ``reports/paper_data/fig1_*.csv``
 paper_fig4     the paper's Fig 4 (cosine per layer), ``reports/paper_data/fig4_*.csv``
 =============  ==========================================================================================
 
 A view whose files are absent is empty but keeps its columns, so a query over it returns no rows
-instead of failing on a glob that matches nothing.
+instead of failing on a glob that matches nothing. The connection also holds the interval functions
+``ci95`` and ``ci95_strata`` (:mod:`prunescope.report.intervals`).
 """
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -37,7 +37,9 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from prunescope.variants import DROP_UNITS, PRUNING_METHODS, parse_variant
+from prunescope.report.intervals import DEFAULT, Bootstrap, register
+from prunescope.report.task_views import create_task_views
+from prunescope.variants import DROP_UNITS, PRUNING_METHODS, QUANT_METHODS, parse_variant
 
 METRICS_SCHEMA = pa.schema([
     ("model", pa.string()), ("variant", pa.string()), ("probe", pa.string()), ("probe_set", pa.string()),
@@ -51,46 +53,40 @@ TASKS_SCHEMA = pa.schema([
     ("task_kind", pa.string()), ("metric", pa.string()), ("filter", pa.string()),
     ("value", pa.float64()), ("stderr", pa.float64()), ("n", pa.int64()),
 ])  # fmt: skip
-PARQUET_VIEWS = {"metrics": METRICS_SCHEMA, "tasks": TASKS_SCHEMA}
-
-# Glob of each Parquet view under a results folder (what a user's own DuckDB session would read).
-GLOBS = {"metrics": "{root}/*/*/metrics/*.parquet", "tasks": "{root}/*/*/tasks/summary.parquet"}
+# The columns of the task stage's per-item tables (prunescope.tasks.records.SAMPLE_SCHEMA) the report reads.
+TASK_SAMPLES_SCHEMA = pa.schema([
+    ("model", pa.string()), ("variant", pa.string()), ("task", pa.string()), ("subtask", pa.string()),
+    ("task_kind", pa.string()), ("filter", pa.string()), ("doc_id", pa.int64()),
+    ("metrics", pa.map_(pa.string(), pa.float64())),
+])  # fmt: skip
+PARQUET_VIEWS = {"metrics": METRICS_SCHEMA, "tasks": TASKS_SCHEMA, "task_samples": TASK_SAMPLES_SCHEMA}
 
 PAPER_DATA = Path(__file__).resolve().parents[2] / "reports" / "paper_data"
 PAPER_FILES = {"paper_fig1": "fig1_layer_drop_vs_tasks.csv", "paper_fig4": "fig4_layerwise_cosine_qwen2.5-7b.csv"}
 
-# The score a task is shown by, first match wins (lm-eval metric names); other metrics (e.g. the gold
-# companions gold_acc / gold_loglik) come after these in alphabetical order. Length-normalised accuracy
-# first, as usually reported for HellaSwag and ARC.
-PRIMARY_METRICS = ("acc_norm", "acc", "exact_match", "pass@1", "ndcg@10", "recall@1", "f1")
-# Then the filter: lm-eval's "none", then (retrieval) mean pooling — a causal LM not trained as an
-# encoder has no sentence embedding in its last token — then alphabetical.
-PRIMARY_FILTERS = ("none", "mean")
-
-_METHOD_LABELS = {"magnitude": "Magnitude", "wanda": "Wanda", "sparsegpt": "SparseGPT"}
-
-
-def glob_sources(root: str | os.PathLike = "results") -> dict[str, list[str]]:
-    """The Parquet files of every view under ``root`` (an empty list where none exist)."""
-    return {view: sorted(glob.glob(pattern.format(root=root))) for view, pattern in GLOBS.items()}
+_METHOD_LABELS = {"magnitude": "Magnitude", "wanda": "Wanda", "sparsegpt": "SparseGPT",
+                  "rtn": "RTN", "gptq": "GPTQ", "awq": "AWQ"}  # fmt: skip
 
 
 def connect(
     sources: Mapping[str, Sequence[str | os.PathLike]],
     paper_files: Mapping[str, str | os.PathLike] | None = None,
+    boot: Bootstrap = DEFAULT,
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection holding the views of this module's table.
 
-    ``sources`` maps ``metrics`` / ``tasks`` to their Parquet files (missing keys mean no files);
-    ``paper_files`` maps ``paper_fig1`` / ``paper_fig4`` to CSV paths (default: ``reports/paper_data``).
+    ``sources`` maps ``metrics`` / ``tasks`` / ``task_samples`` to their Parquet files (missing keys mean no
+    files); ``paper_files`` maps ``paper_fig1`` / ``paper_fig4`` to CSV paths (default: ``reports/paper_data``);
+    ``boot`` sets the intervals' bootstrap.
     """
     unknown = sorted(set(sources) - set(PARQUET_VIEWS))
     if unknown:
         raise ValueError(f"unknown report source(s) {unknown}; allowed: {sorted(PARQUET_VIEWS)}")
     con = duckdb.connect()
+    register(con, boot)
     for view, schema in PARQUET_VIEWS.items():
         _parquet_view(con, view, [str(p) for p in sources.get(view, ())], schema)
-    _task_scores_view(con)
+    create_task_views(con)
     names = [row[0] for row in con.sql("SELECT variant FROM metrics UNION SELECT variant FROM tasks").fetchall()]
     con.register("variants", variant_table(names))
     papers = {view: PAPER_DATA / name for view, name in PAPER_FILES.items()}
@@ -119,13 +115,15 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str, params: Mapping[str, Any
 
 def variant_table(names: Iterable[str]) -> pd.DataFrame:
     """Typed columns of each variant name (plus ``dense``), in display order (column ``sort``): dense,
-    intra-layer variants by method then pattern, drop variants by unit then k. Patterns are ordered
-    (``pattern_sort``) dense, unstructured, then N:M from the loosest M down (4:8 before 2:4)."""
+    intra-layer variants by method then pattern, drop variants by unit then k, quantised variants by method,
+    then bits (most first), then group size (per channel last). Patterns are ordered (``pattern_sort``)
+    dense, unstructured, then N:M from the loosest M down (4:8 before 2:4)."""
     rows = []
     for name in dict.fromkeys(["dense", *names]):
         spec = parse_variant(name)
         row = {"variant": name, "kind": spec.kind, "method": None, "pattern": None, "pattern_label": "dense",
-               "sparsity": 0.0, "unit": None, "k": 0, "label": "dense", "_pattern": (0,), "_key": (0,)}
+               "sparsity": 0.0, "unit": None, "k": 0, "bits": None, "group_size": None, "label": "dense",
+               "_pattern": (0,), "_key": (0,)}  # fmt: skip
         if spec.kind == "prune":
             m = 0 if spec.n_of_m is None else spec.n_of_m[1]
             pattern_key = (1, m != 0, -m, spec.sparsity)
@@ -135,13 +133,19 @@ def variant_table(names: Iterable[str]) -> pd.DataFrame:
         elif spec.kind == "drop":
             row.update(unit=spec.unit, k=spec.k, label=f"drop {spec.k} {spec.unit}", pattern_label=None,
                        _key=(2, DROP_UNITS.index(spec.unit), spec.k))
+        elif spec.kind == "quant":
+            group = "per channel" if spec.group_size is None else f"g{spec.group_size}"
+            row.update(method=spec.method, bits=spec.bits, group_size=spec.group_size, pattern_label=None,
+                       label=f"{_METHOD_LABELS[spec.method]} {spec.bits}-bit {group}",
+                       _key=(3, QUANT_METHODS.index(spec.method), -spec.bits, spec.group_size or 10**9))
         rows.append(row)
     rows.sort(key=lambda row: row["_key"])
     pattern_rank = {key: i for i, key in enumerate(sorted({row["_pattern"] for row in rows}))}
     for i, row in enumerate(rows):
         row["sort"], row["pattern_sort"] = i, pattern_rank[row["_pattern"]]
     frame = pd.DataFrame(rows).drop(columns=["_key", "_pattern"])
-    return frame.astype({"k": "int64", "sparsity": "float64", "sort": "int64", "pattern_sort": "int64"})
+    return frame.astype({"k": "int64", "sparsity": "float64", "sort": "int64", "pattern_sort": "int64",
+                         "bits": "Int64", "group_size": "Int64"})
 
 
 def _pattern_label(spec) -> str:
@@ -159,38 +163,6 @@ def _parquet_view(con: duckdb.DuckDBPyConnection, view: str, files: list[str], s
     listing = ", ".join(_quote(f) for f in files)
     columns = ", ".join(f"{_ident(field.name)}" for field in schema)
     con.execute(f"CREATE VIEW {view} AS SELECT {columns} FROM read_parquet([{listing}], union_by_name = true)")
-
-
-def _task_scores_view(con: duckdb.DuckDBPyConnection) -> None:
-    metrics = "[" + ", ".join(_quote(m) for m in PRIMARY_METRICS) + "]"
-    filters = "[" + ", ".join(_quote(f) for f in PRIMARY_FILTERS) + "]"
-    con.execute(f"""
-        CREATE VIEW task_scores AS
-        -- one value per (metric, filter): a group's own row when lm-eval reports one, else its subtasks' mean
-        WITH per_task AS (
-            SELECT model, variant, task, any_value(task_kind) AS task_kind, metric, filter,
-                   CASE WHEN bool_or(subtask = task) THEN max(value) FILTER (WHERE subtask = task)
-                        ELSE avg(value) END AS value,
-                   CASE WHEN bool_or(subtask = task) THEN max(stderr) FILTER (WHERE subtask = task)
-                        WHEN count(*) = 1 THEN max(stderr) END AS stderr,
-                   CASE WHEN bool_or(subtask = task) THEN max(n) FILTER (WHERE subtask = task)
-                        ELSE sum(n) END AS n
-            FROM tasks GROUP BY model, variant, task, metric, filter
-        ),
-        -- rank each (model, task)'s metrics once, over all variants, so every variant shows the same one
-        ranked AS (
-            SELECT model, task, metric, filter,
-                   row_number() OVER (PARTITION BY model, task ORDER BY
-                       coalesce(list_position({metrics}, metric), 1000), metric,
-                       coalesce(list_position({filters}, filter), 1000), filter) AS rank
-            FROM (SELECT DISTINCT model, task, metric, filter FROM per_task)
-        )
-        SELECT t.model, t.variant, t.task, t.task_kind, t.metric, t.filter,
-               100 * t.value AS score_pct, 100 * t.stderr AS stderr_pct, t.n
-        FROM per_task t JOIN ranked r
-          ON t.model = r.model AND t.task = r.task AND t.metric = r.metric AND t.filter IS NOT DISTINCT FROM r.filter
-        WHERE r.rank = 1
-    """)
 
 
 def _quote(value: str | os.PathLike) -> str:

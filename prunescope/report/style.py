@@ -68,6 +68,15 @@ def ordered(frame: pd.DataFrame, column: str) -> list[str]:
     return list(dict.fromkeys(frame[column].astype(str)))
 
 
+def count_text(frame: pd.DataFrame, column: str = "n_prompts", unit: str = "prompts") -> str:
+    """'N = 16 prompts' (or 'N = 12–16 prompts' when the points rest on different counts) for a title."""
+    counts = pd.to_numeric(frame[column], errors="coerce").dropna() if column in frame.columns else pd.Series([])
+    if counts.empty:
+        return f"N unknown {unit}"
+    lo, hi = int(counts.min()), int(counts.max())
+    return f"N = {lo} {unit}" if lo == hi else f"N = {lo}–{hi} {unit}"
+
+
 def finish(chart: alt.TopLevelMixin, title: str, subtitle: str | None = None) -> alt.TopLevelMixin:
     """Title, font sizes and a white background, the same for every figure."""
     return (
