@@ -8,8 +8,8 @@ the values held here.
 
 Each record holds its rule's name, output patterns (with ``{model}`` and, for variant rules, ``{variant}``
 left for Snakemake), log and benchmark paths, the wildcard constraint of ``{variant}``, the params that
-change its result, and its thin script. Adding a probe kind means one record here, one output in
-:mod:`prunescope.targets` and one script.
+change its result, and the name of its thin script (params ``script``). Adding a probe kind means one
+record here, one output in :mod:`prunescope.targets` and one script.
 """
 
 from __future__ import annotations
@@ -31,11 +31,10 @@ class RuleRecord:
     """One rule of a family. ``variant`` is "dense" for the dense-model rules, else None (a wildcard)."""
 
     name: str
-    script: str
     outputs: list[str] | dict[str, str]  # probe and metrics tables; a rewrite's table beside its model folder
     log: str
     benchmark: str
-    params: dict[str, Any]
+    params: dict[str, Any]  # always holds "script": the rule file formats the script path from it per job
     variant: str | None = None
     variant_pattern: str = name_pattern()
     inputs: dict[str, list[str]] = field(default_factory=dict)
@@ -75,11 +74,13 @@ def probe_rules(run: RunTargets, config: dict[str, Any]) -> list[RuleRecord]:
         if probe == "generation" and variant is None:
             inputs["reference"] = paths.fill_each(paths.PROBE, "probe_set", sets, variant="dense", probe=probe)
         log, benchmark = _job_paths("probes/", probe, variant)
-        params = {**shared, "sets": sets} | ({"decoding": decoding} if probe != "subspace" else {})
+        params = {**shared, "sets": sets, "script": f"probe_{probe}"}
+        if probe != "subspace":  # one forward pass, no decoding
+            params["decoding"] = decoding
         # The variant the job analyses: fixed for the dense rules, the wildcard otherwise.
         params["variant"] = variant or (lambda wildcards: wildcards.variant)
         records.append(RuleRecord(
-            name=name, script=f"probe_{probe}", variant=variant, variant_pattern=pattern or name_pattern(),
+            name=name, variant=variant, variant_pattern=pattern or name_pattern(),
             outputs=paths.fill_each(paths.PROBE, "probe_set", sets, probe=probe, **fixed),
             log=log, benchmark=benchmark, params=params, inputs=inputs,
             resources={"mem_mb": 8000, "runtime": 60 if probe == "subspace" else 240},
@@ -100,13 +101,14 @@ def metrics_rules(run: RunTargets, config: dict[str, Any]) -> list[RuleRecord]:
         if probe == "generation":
             inputs["references"] = paths.fill_each(paths.PROBE, "probe_set", sets, variant="dense", probe=probe)
         log, benchmark = _job_paths("metrics/", probe, None)
+        final_norm = probe in FINAL_NORM_PROBES and config["metrics"]["final_norm"]
         records.append(RuleRecord(
-            name=f"metrics_{probe}", script="metrics", variant_pattern=pattern,
+            name=f"metrics_{probe}", variant_pattern=pattern,
             outputs=paths.fill_each(paths.METRICS, "probe_set", sets, probe=probe),
             log=log, benchmark=benchmark, inputs=inputs, loads_variant=False,
             resources={"mem_mb": 8000, "runtime": 60},
             params={"temperatures": config["metrics"]["temperatures"], "device": config["device"],
-                    "apply_final_norm": probe in FINAL_NORM_PROBES and config["metrics"]["final_norm"]},
+                    "script": "metrics", "apply_final_norm": final_norm},
         ))
     return records
 
@@ -118,9 +120,9 @@ def rewrite_rules(config: dict[str, Any]) -> list[RuleRecord]:
                                        ("quantize", "quant", "quantization", "quantization")):
         log, benchmark = _job_paths("", name, None)
         records.append(RuleRecord(
-            name=name, script=name, variant_pattern=name_pattern(kind), log=log, benchmark=benchmark,
+            name=name, variant_pattern=name_pattern(kind), log=log, benchmark=benchmark,
             outputs={table: paths.BUILD_OUTPUT[kind]},
-            params={"settings": canonical(config[section]), "device": config["device"]},
+            params={"settings": canonical(config[section]), "device": config["device"], "script": name},
             resources={"mem_mb": 16000, "runtime": 240},
         ))
     return records

@@ -30,4 +30,5 @@ for _job in probe_rules(RUN, config) + metrics_rules(RUN, config):
         threads: 1
         resources: **_job.resources, gpu=GPUS_PER_JOB
         script:
-            f"../workflow_scripts/{_job.script}.py"
+            # Formatted per job: a rule's run code is evaluated when the job runs, after the loop has ended.
+            "../workflow_scripts/{params.script}.py"

@@ -26,4 +26,5 @@ for _rewrite in rewrite_rules(config):
         threads: 2
         resources: **_rewrite.resources, gpu=GPUS_PER_JOB
         script:
-            f"../workflow_scripts/{_rewrite.script}.py"
+            # Formatted per job: a rule's run code is evaluated when the job runs, after the loop has ended.
+            "../workflow_scripts/{params.script}.py"
