@@ -56,7 +56,7 @@ def load_variant(model_dir: PathLike, variant: str, variant_dir: PathLike | None
         apply_drops(model, plan)
         return model, tokenizer
 
-    pruned_dir = _existing_dir(variant_dir / "model", f"pruned checkpoint of {variant!r}")
+    pruned_dir = _existing_dir(variant_dir / "model", f"checkpoint of {variant!r}")
     dense_print, pruned_print = model_fingerprint(_config(model_dir)), model_fingerprint(_config(pruned_dir))
     if dense_print != pruned_print:
         raise ValueError(f"pruned checkpoint {pruned_dir} ({pruned_print}) does not match the dense model "

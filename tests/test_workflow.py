@@ -44,7 +44,8 @@ def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
 def tiny_config(checkpoint: Path) -> dict:
     return {
         "models": {"tiny": {"source": "path", "path": str(checkpoint), "dtype": "float32", "chat_template": True}},
-        "variants": ["dense", "magnitude-4of8", "wanda-unstructured50", "sparsegpt-2of4", "drop-attn-1", "drop-block-1"],
+        "variants": ["dense", "magnitude-4of8", "wanda-unstructured50", "sparsegpt-2of4", "drop-attn-1", "drop-block-1",
+                     "quant-gptq-w4g32"],
         "device": "cpu",
         "calibration": {"dataset": "embedded", "n_samples": 4, "seqlen": 32, "seed": 0},
         "pruning": {"batch_size": "auto"},  # sized from the rules' declared mem_mb
@@ -88,6 +89,14 @@ def test_full_run_produces_every_stage(workflow_run):
     assert ("layerwise", "dense", "drop") in combos and ("layerwise", "wanda-unstructured50", "pruned") in combos
     assert ("generation", "dense", "reference") in combos and ("generation", "drop-attn-1", "forced") in combos
     assert ("subspace", "sparsegpt-2of4", "forward") in combos
+    assert ("layerwise", "quant-gptq-w4g32", "pruned") in combos and ("generation", "quant-gptq-w4g32", "free") in combos
+    # The quantised variant: a stock checkpoint whose every decoder linear has 4-bit groups of 32.
+    quant = duckdb.sql(f"SELECT DISTINCT bits, group_size, method FROM '{results}/quant-gptq-w4g32/quantization.parquet'"
+                       ).fetchall()
+    assert quant == [(4, 32, "gptq")]
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(results / "quant-gptq-w4g32" / "model").config.num_hidden_layers == 4
     # Layer-wise rows: prompts x steps x 4 layers x 2 sublayers; metrics: one value per row, space, T and metric.
     kl = duckdb.sql(
         f"SELECT count(*), min(value) FROM '{results}/*/metrics/layerwise-*.parquet' "
@@ -101,7 +110,7 @@ def test_full_run_produces_every_stage(workflow_run):
     assert temperatures == [(0.5,), (1.0,)]
     assert (workdir / "logs" / "tiny" / "wanda-unstructured50" / "prune.log").is_file()
     tasks = duckdb.sql(f"SELECT DISTINCT variant FROM '{results}/*/tasks/summary.parquet'").fetchall()
-    assert len(tasks) == 6
+    assert len(tasks) == 7
     assert (workdir / "results" / "report" / "index.html").stat().st_size > 10_000
     assert (workdir / "benchmarks" / "tiny" / "wanda-unstructured50" / "prune.tsv").is_file()
 
@@ -149,7 +158,7 @@ def test_edits_that_change_no_result_rerun_nothing(workflow_run):
         assert planned_after(workdir, {**config, "probes": {**config["probes"], "batch_size": 3}}) == {}
         jobs = planned_after(workdir, {**config, "metrics": {**config["metrics"], "final_norm": True}})
         assert {rule: n for rule, n in jobs.items() if not rule.startswith("report")} == {
-            "metrics_layerwise": 1 + 3, "all": 1}  # dense (drop mode) + the three intra-layer variants
+            "metrics_layerwise": 1 + 4, "all": 1}  # dense (drop mode) + three intra-layer + one quantised
     finally:
         (workdir / "config.yaml").write_text(original)
 

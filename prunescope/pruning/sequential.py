@@ -16,12 +16,16 @@ reach the statistics of later ones, as in both papers:
 
 Only one layer's weights and one layer's activations (its inputs and outputs, in the model's dtype) are
 on the device at a time. Magnitude pruning needs no data and prunes each matrix directly.
+
+The loop itself, :func:`calibrate_layer_by_layer`, knows nothing about pruning: it takes a statistics
+type and a function that rewrites a layer's linears from them, so weight-only quantisation
+(:mod:`prunescope.quantization`) runs through exactly the same capture and propagation.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -30,7 +34,8 @@ from ..adapter import LayerParts, ModelParts, model_parts
 from ..device import resolve_device
 from ..variants import PRUNING_METHODS, PruneSpec
 from .magnitude import magnitude_mask
-from .sparsegpt import HessianStats, inverse_hessian, sparsegpt_prune
+from .obs import HessianStats, inverse_hessian
+from .sparsegpt import sparsegpt_prune
 from .wanda import InputNormStats, wanda_mask
 
 log = logging.getLogger(__name__)
@@ -68,12 +73,35 @@ def prune_model(
                     weight = linear.weight.to(device)
                     linear.weight.masked_fill_(magnitude_mask(weight, spec.sparsity, spec.n_of_m).to(linear.weight.device), 0)
         else:
-            inputs, layer_kwargs = _capture_layer_inputs(parts, calibration_ids, batch_size, device)
-            for layer in parts.layers:
-                last = layer.index == parts.n_layers - 1  # its outputs feed nothing: skip that pass
-                inputs = _prune_layer(layer, inputs, layer_kwargs, spec, device, sparsegpt_blocksize, sparsegpt_percdamp, last)
+            stats_type = InputNormStats if spec.method == "wanda" else HessianStats
+
+            def prune_layer(layer: LayerParts, linears: dict[str, nn.Linear], stats: dict) -> None:
+                _prune_linears(linears, stats, spec, sparsegpt_blocksize, sparsegpt_percdamp)
                 log.info("pruned layer %d/%d with %s", layer.index + 1, parts.n_layers, spec.name)
+
+            calibrate_layer_by_layer(parts, calibration_ids, batch_size, device, stats_type, prune_layer)
     return sparsity_rows(parts)
+
+
+def calibrate_layer_by_layer(
+    parts: ModelParts,
+    calibration_ids: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    stats_type: Callable[[int, torch.device], Any],
+    process_layer: Callable[[LayerParts, dict[str, nn.Linear], dict[tuple[str, ...], Any]], None],
+) -> None:
+    """Steps 1-2 of the module docstring for any method that rewrites a layer's linears from statistics.
+
+    ``stats_type(d_in, device)`` makes one accumulator (with ``.add(inputs)``) per group of
+    :data:`SHARED_INPUTS`; ``process_layer(layer, linears, stats)`` then rewrites the layer's linears in
+    place (it may ``pop`` the statistics it is done with to free memory). The rewritten layer's outputs
+    are the next layer's inputs.
+    """
+    inputs, layer_kwargs = _capture_layer_inputs(parts, calibration_ids, batch_size, device)
+    for layer in parts.layers:
+        last = layer.index == parts.n_layers - 1  # its outputs feed nothing: skip that pass
+        inputs = _calibrate_layer(layer, inputs, layer_kwargs, device, stats_type, process_layer, last)
 
 
 def sparsity_rows(parts: ModelParts) -> list[dict[str, Any]]:
@@ -112,6 +140,11 @@ def _validate(spec, parts, calibration_ids, batch_size, blocksize, percdamp) -> 
         return None
     if blocksize < 1 or percdamp <= 0:
         raise ValueError(f"sparsegpt_blocksize must be >= 1 and sparsegpt_percdamp > 0, got {blocksize}, {percdamp}")
+    return check_calibration(parts, calibration_ids, batch_size, method)
+
+
+def check_calibration(parts: ModelParts, calibration_ids, batch_size: int, method: str) -> torch.Tensor:
+    """The batch size and ``[n_samples, seqlen]`` token ids of a calibrated method, checked; ids as int64."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if not torch.is_tensor(calibration_ids) or calibration_ids.dim() != 2 or calibration_ids.dtype.is_floating_point:
@@ -179,12 +212,11 @@ def _run_layer(layer: LayerParts, inputs: list[torch.Tensor], layer_kwargs: dict
     return outputs
 
 
-def _prune_layer(layer, inputs, layer_kwargs, spec, device, blocksize, percdamp, last) -> list[torch.Tensor]:
-    """Statistics pass, pruning, then (unless ``last``) the pass that makes the next layer's inputs."""
+def _calibrate_layer(layer, inputs, layer_kwargs, device, stats_type, process_layer, last) -> list[torch.Tensor]:
+    """Statistics pass, ``process_layer``, then (unless ``last``) the pass that makes the next layer's inputs."""
     home = next(layer.layer.parameters()).device
     layer.layer.to(device)
     linears = layer.linears()
-    stats_type = InputNormStats if spec.method == "wanda" else HessianStats
     stats = {group: stats_type(linears[group[0]].in_features, device) for group in SHARED_INPUTS}
     hooks = [
         linears[group[0]].register_forward_pre_hook(
@@ -197,6 +229,14 @@ def _prune_layer(layer, inputs, layer_kwargs, spec, device, blocksize, percdamp,
     finally:
         for hook in hooks:
             hook.remove()
+    process_layer(layer, linears, stats)
+    outputs = [] if last else _run_layer(layer, inputs, layer_kwargs)
+    layer.layer.to(home)
+    return outputs
+
+
+def _prune_linears(linears, stats, spec, blocksize, percdamp) -> None:
+    """Wanda masks or SparseGPT updates for every linear of one layer, one input group at a time."""
     for group in SHARED_INPUTS:
         group_stats = stats.pop(group)
         if spec.method == "wanda":
@@ -209,6 +249,3 @@ def _prune_layer(layer, inputs, layer_kwargs, spec, device, blocksize, percdamp,
                 weight = linears[name].weight
                 pruned, _ = sparsegpt_prune(weight, inverse, spec.sparsity, spec.n_of_m, blocksize)
                 weight.copy_(pruned)
-    outputs = [] if last else _run_layer(layer, inputs, layer_kwargs)
-    layer.layer.to(home)
-    return outputs

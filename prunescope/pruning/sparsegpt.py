@@ -22,70 +22,19 @@ tokens, H = 2/n sum x x^T, which rescales nothing that matters). Rows of W are s
 Difference from the authors' code, on purpose: the unstructured block mask prunes exactly
 ``int(numel * sparsity)`` entries, ties broken by index (the reference prunes every entry ``<=`` the
 value at that rank, so at least one more per block). Everything runs in fp32 on the weight's device.
+
+The Hessian statistics, the inverse-Hessian factor and the lazy-block sweep live in :mod:`.obs`, shared
+with GPTQ (:mod:`prunescope.quantization.gptq`); this module holds only the pruning rule.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import torch
 
 from .masks import n_to_prune, smallest_per_group, smallest_per_matrix
+from .obs import ColumnSweep, HessianStats, InverseHessian, inverse_hessian
 
-
-class HessianStats:
-    """Running mean H = 2/n sum_t x_t x_t^T over calibration tokens, in fp32."""
-
-    def __init__(self, d_in: int, device: torch.device | str = "cpu"):
-        self.hessian = torch.zeros(d_in, d_in, dtype=torch.float32, device=device)
-        self.n_tokens = 0
-
-    def add(self, inputs: torch.Tensor) -> None:
-        """Accumulate a batch of inputs shaped ``[..., d_in]`` (any leading dims are tokens)."""
-        x = inputs.detach().reshape(-1, inputs.shape[-1]).float()
-        total = self.n_tokens + x.shape[0]
-        # Rescale the old mean, then add the new tokens with weight 2/total: a running mean stays in
-        # the range of single products, which keeps fp32 accurate over many tokens.
-        self.hessian *= self.n_tokens / total
-        x = x * math.sqrt(2.0 / total)
-        self.hessian.addmm_(x.T, x)
-        self.n_tokens = total
-
-
-@dataclass(frozen=True)
-class InverseHessian:
-    """What the column loop needs from H: U with (H + damp I)^-1 = U^T U, and the dead input columns."""
-
-    upper: torch.Tensor
-    dead: torch.Tensor
-
-
-def inverse_hessian(hessian: torch.Tensor, percdamp: float = 0.01) -> InverseHessian:
-    """Damp H and return the upper Cholesky factor of its inverse (step 1-2 of the module docstring).
-
-    Linears that read the same input (q/k/v, gate/up) share H, so this is computed once per input.
-    """
-    if percdamp <= 0:
-        raise ValueError(f"percdamp must be > 0, got {percdamp}")
-    h = hessian.detach().float().clone()
-    dead = h.diagonal() == 0
-    h[dead, dead] = 1.0
-    h.diagonal().add_(percdamp * h.diagonal().mean())
-    # U without forming H^-1: factor H = V V^T with V upper triangular (the Cholesky factor of H with
-    # its index order reversed); then H^-1 = V^-T V^-1, so U = V^-1 is upper triangular with a positive
-    # diagonal: the upper Cholesky factor of H^-1. One factorisation and one triangular inverse.
-    try:
-        flipped = torch.linalg.cholesky(h.flip(0, 1))
-        v = flipped.flip(0, 1)
-        identity = torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
-        upper = torch.linalg.solve_triangular(v, identity, upper=True)
-    except torch.linalg.LinAlgError as error:
-        raise ValueError(
-            f"SparseGPT: the damped Hessian ({h.shape[0]} inputs) is not positive definite with "
-            f"percdamp={percdamp}; use more calibration tokens or a larger percdamp"
-        ) from error
-    return InverseHessian(upper=upper, dead=dead)
+__all__ = ["HessianStats", "InverseHessian", "inverse_hessian", "sparsegpt_prune"]
 
 
 def sparsegpt_prune(
@@ -111,43 +60,40 @@ def sparsegpt_prune(
     w_t = weight.detach().float().t().contiguous()
     w_t[dead] = 0.0
     mask_t = torch.zeros_like(w_t, dtype=torch.bool)
-
-    for start in range(0, d_in, blocksize):
-        end = min(start + blocksize, d_in)
-        errors_t = _prune_block(w_t[start:end], mask_t[start:end], upper[start:end, start:end], sparsity, n_of_m)
-        # Lazy batch update: the block's errors reach every later column in one matrix product.
-        w_t[end:].addmm_(upper[start:end, end:].t(), errors_t, alpha=-1.0)
+    rule = _PruneRule(mask_t, sparsity, n_of_m)
+    ColumnSweep(w_t, upper, blocksize).run(rule.column, rule.begin_block)
 
     mask_t[dead] = True
     w_t.masked_fill_(mask_t, 0.0)  # pruned entries are exact zeros, not w - (w / d) * d
     return w_t.t().contiguous(), mask_t.t().contiguous()
 
 
-def _prune_block(
-    block_t: torch.Tensor, mask_t: torch.Tensor, upper: torch.Tensor, sparsity: float, n_of_m: tuple[int, int] | None
-) -> torch.Tensor:
-    """Choose the block's mask and apply the OBS updates in place (transposed: row j = input column j).
+class _PruneRule:
+    """Chooses the mask adaptively and gives the OBS sweep each column's error (transposed: row j = column j).
 
-    Returns the block's errors e_j = w_j / U_jj at pruned entries (zero elsewhere), shaped like the block.
-    Pruned entries are left holding their last value; the caller zeroes them once at the end, which is
-    the same because later updates only touch columns to the right of the one being pruned.
+    The error of column j is e_j = w_j / U_jj at pruned entries, zero elsewhere. Pruned entries are left
+    holding their last value; :func:`sparsegpt_prune` zeroes them once at the end, which is the same
+    because later updates only touch columns to the right of the one being pruned.
     """
-    count = block_t.shape[0]
-    diag = upper.diagonal().unsqueeze(1)
-    if n_of_m is None:
-        saliency = block_t.square() / diag.square()
-        mask_t.copy_(smallest_per_matrix(saliency.t(), n_to_prune(saliency.numel(), sparsity)).t())
-        error_scale = mask_t / diag  # e_j = w_j * mask_j / U_jj
-    errors_t = torch.empty_like(block_t)
 
-    for j in range(count):
-        if n_of_m is not None and j % n_of_m[1] == 0:
-            n, m = n_of_m
+    def __init__(self, mask_t: torch.Tensor, sparsity: float, n_of_m: tuple[int, int] | None):
+        self.mask_t, self.sparsity, self.n_of_m = mask_t, sparsity, n_of_m
+        self.block_mask = self.scale = None
+
+    def begin_block(self, start: int, block_t: torch.Tensor, diag: torch.Tensor) -> None:
+        self.block_mask = self.mask_t[start : start + block_t.shape[0]]
+        if self.n_of_m is None:
+            saliency = block_t.square() / diag.square()
+            self.block_mask.copy_(smallest_per_matrix(saliency.t(), n_to_prune(saliency.numel(), self.sparsity)).t())
+            self.scale = self.block_mask / diag  # e_j = w_j * mask_j / U_jj
+
+    def column(self, j: int, block_t: torch.Tensor, diag: torch.Tensor, error: torch.Tensor) -> None:
+        if self.n_of_m is None:
+            torch.mul(block_t[j], self.scale[j], out=error)
+            return
+        n, m = self.n_of_m
+        if j % m == 0:  # the run of M columns starting here gets its N:M mask on the weights as updated so far
             saliency = block_t[j : j + m].square() / diag[j : j + m].square()
-            mask_t[j : j + m] = smallest_per_group(saliency.t(), n, m).t()
-            group_scale = mask_t[j : j + m] / diag[j : j + m]
-        scale = error_scale[j] if n_of_m is None else group_scale[j % n_of_m[1]]
-        torch.mul(block_t[j], scale, out=errors_t[j])
-        # OBS update of the columns still free inside the block.
-        block_t[j + 1 :].addr_(upper[j, j + 1 :], errors_t[j], alpha=-1.0)
-    return errors_t
+            self.block_mask[j : j + m] = smallest_per_group(saliency.t(), n, m).t()
+            self.scale = self.block_mask[j : j + m] / diag[j : j + m]
+        torch.mul(block_t[j], self.scale[j % m], out=error)
