@@ -80,7 +80,7 @@ def test_intra_layer_variant_loads_pruned_weights(model_dir, tmp_path):
     assert tokenizer.eos_token == "</s>"
     empty = tmp_path / "results" / "tiny" / "wanda-2of4"
     empty.mkdir()
-    with pytest.raises(FileNotFoundError, match=r"pruned checkpoint of 'wanda-2of4': .*wanda-2of4/model is not"):
+    with pytest.raises(FileNotFoundError, match=r"checkpoint of 'wanda-2of4': .*wanda-2of4/model is not"):
         load_variant(model_dir, "wanda-2of4", empty)
     with pytest.raises(ValueError, match="needs variant_dir"):
         load_variant(model_dir, "magnitude-unstructured50")

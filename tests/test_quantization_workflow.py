@@ -44,7 +44,8 @@ def run_script(tmp_path: Path, dense: Path, variant: str, calibration: bool = Tr
     snakemake = SimpleNamespace(
         input=inputs,
         output=SimpleNamespace(model=str(out / "model"), quantization=str(out / "quantization.parquet")),
-        params=SimpleNamespace(settings={"batch_size": 4, "gptq_act_order": True}, device="cpu", dtype="float32"),
+        params=SimpleNamespace(settings={"batch_size": 4, "gptq_blocksize": 128, "gptq_percdamp": 0.01,  # as the schema fills
+                                         "gptq_act_order": True, "awq_grid": 20}, device="cpu", dtype="float32"),
         wildcards=SimpleNamespace(model="tiny", variant=variant),
         resources={"mem_mb": 4000},
         log=[str(tmp_path / f"{variant}.log")],
