@@ -118,20 +118,29 @@ def run_variant(args) -> dict:
     after = forward_time(model.to(device), ids, device, args.batch_size)  # zeros are stored densely: same cost
     row["forward_s"], row["forward_cpu_s"] = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
     row["ppl"] = perplexity(model.to(device), heldout_blocks(tokenizer, args.eval_blocks, args.seqlen), device, args.batch_size)
-    if device.type == "cuda":
-        row["peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        row["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    row["peak_mb"] = peak_memory_mb(device)
     return row
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def peak_memory_mb(device) -> float:
+    """Peak memory of this process: allocated GPU memory on CUDA, else the resident set."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Calibration, threads, batch and evaluation size: shared by the pruning and quantisation benchmarks."""
     parser.add_argument("--n-samples", type=int, default=32)
     parser.add_argument("--seqlen", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--eval-blocks", type=int, default=32, help="held-out blocks of seqlen tokens for perplexity")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_arguments(parser)
     parser.add_argument("--variants", nargs="+", default=VARIANTS)
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # child mode: run one variant, print JSON
     args = parser.parse_args()

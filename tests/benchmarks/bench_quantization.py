@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -64,20 +63,13 @@ def run_quant_variant(args) -> dict:
     row["output_error"] = sum(r["output_error"] for r in rows) / len(rows)
     blocks = bench_pruning.heldout_blocks(tokenizer, args.eval_blocks, args.seqlen)
     row["ppl"] = bench_pruning.perplexity(model.to(device), blocks, device, args.batch_size)
-    if device.type == "cuda":
-        row["peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        row["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    row["peak_mb"] = bench_pruning.peak_memory_mb(device)
     return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n-samples", type=int, default=32)
-    parser.add_argument("--seqlen", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--eval-blocks", type=int, default=32, help="held-out blocks of seqlen tokens for perplexity")
+    bench_pruning.add_common_arguments(parser)
     parser.add_argument("--group", type=int, default=64, help="quantisation group size (0 = per output channel)")
     parser.add_argument("--act-order", action="store_true", help="GPTQ act-order")
     parser.add_argument("--variants", nargs="+", default=None)
