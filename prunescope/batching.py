@@ -190,3 +190,32 @@ def embedding_batch_size(setting: int | str, job: Job, max_tokens: int) -> int:
     return job.fit(resident=job.weights,
                    per_item=sequence_mb(job.shapes, max_tokens, job.dtype_bytes, logits=False),
                    what="tasks.retrieval.batch_size")
+
+
+def probe_item_mb(shapes: Shapes, prompt_tokens: int, new_tokens: int, dtype_bytes: int, *, caches: int = 1,
+                  vectors_per_step: int = 0) -> float:
+    """Peak working memory of one prompt decoded by a probe, in MiB.
+
+    The prefill's activations of one layer at a time over ``prompt_tokens``; the key/value cache of every
+    layer over prompt + ``new_tokens`` (``caches`` of them: the pruned-mode layer-wise probe keeps a second
+    one for the variant's attention); the logits of the last position only (the probes project nothing
+    else) in the model's dtype plus their fp32 copy and softmax; and the vectors a probe keeps per step until
+    the batch is done (``vectors_per_step`` fp32 vectors of the hidden size). Attention scores are not
+    counted: sdpa does not materialise them, and probe prompts are short.
+    """
+    activations = prompt_tokens * (4 * shapes.hidden + 3 * shapes.intermediate) * dtype_bytes
+    cache = caches * (prompt_tokens + new_tokens) * 2 * shapes.layers * shapes.kv_width * dtype_bytes
+    logits = shapes.vocab * (dtype_bytes + 2 * 4)
+    stored = new_tokens * vectors_per_step * shapes.hidden * 4
+    return (activations + cache + logits + stored) / MB
+
+
+def probe_batch_size(setting: int | str, job: Job, *, prompt_tokens: int, new_tokens: int, models: int = 1,
+                     caches: int = 1, vectors_per_step: int = 0) -> int:
+    """Prompts per forward of a probe (:mod:`prunescope.probes`): ``models`` models resident (dense and
+    variant where both run), each prompt as :func:`probe_item_mb` for the longest prompt of the set."""
+    if setting != AUTO:
+        return int(setting)
+    per_item = probe_item_mb(job.shapes, prompt_tokens, new_tokens, job.dtype_bytes, caches=caches,
+                             vectors_per_step=vectors_per_step)
+    return job.fit(resident=models * job.weights, per_item=per_item, what="probes.batch_size")

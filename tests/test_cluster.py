@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from prunescope.variants import parse_variant
+from tests.slurm_cluster import is_local, parse_plan
 from tests.test_workflow import planned_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,6 +69,26 @@ def test_paper_dag_has_the_expected_jobs(paper_plan):
     assert jobs.get("task_data") == 1  # squad_retrieval, prunescope's own task
 
 
+def test_slurm_profile_runs_each_variants_probe_and_metrics_as_one_job(paper_plan):
+    """Fewer, larger jobs: the profile groups a variant's subspace probe with its metrics, and its generation
+    probe with its metrics, so each chain is one sbatch (the dry run lists every 'Group job NAME' with its
+    jobs); the test prints the paper config's submissions with and without grouping."""
+    jobs, groups = parse_plan(paper_plan.stdout)
+    counts = planned_jobs(paper_plan)
+    cluster_jobs = [job for job in jobs if not is_local(job.rule)]
+    submissions = len(cluster_jobs) - sum(job.group is not None for job in jobs) + len(groups)
+    print(f"paper config, profiles/slurm: {len(jobs)} jobs, {len(cluster_jobs)} for the cluster; "
+          f"{submissions} sbatch submissions with grouping ({len(groups)} group jobs), {len(cluster_jobs)} without")
+    members = {"subspace": ["metrics_subspace", "probe_subspace"], "generation": ["metrics_generation", "probe_generation"]}
+    for group in groups:
+        assert sorted(job.rule for job in group.jobs) == members[group.group], group
+        assert len({tuple(job.wildcards) for job in group.jobs}) == 1, group  # one variant's chain
+    assert sum(g.group == "subspace" for g in groups) == counts["probe_subspace"] == counts["metrics_subspace"]
+    assert sum(g.group == "generation" for g in groups) == counts["probe_generation"] == counts["metrics_generation"]
+    assert submissions == len(cluster_jobs) - counts["probe_subspace"] - counts["probe_generation"]
+    assert not any(job.group for job in jobs if job.rule not in members["subspace"] + members["generation"])
+
+
 def test_paper_tasks_are_the_papers_with_its_shot_counts():
     tasks = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())["tasks"]
     assert tasks["source"] == "hub"
@@ -104,8 +125,9 @@ def test_paper_models_come_from_the_hub_pinned():
 
 
 def job_resources(plan: subprocess.CompletedProcess, rule: str) -> dict:
-    """The resources Snakemake resolved for the first job of ``rule`` in a dry run."""
-    block = re.search(rf"^(?:local)?rule {rule}:\n(.*?)\n\n", plan.stdout, re.S | re.M)
+    """The resources Snakemake resolved for the first job of ``rule`` in a dry run (a group job lists its
+    jobs indented)."""
+    block = re.search(rf"^ *(?:local)?rule {rule}:\n(.*?)\n\n", plan.stdout, re.S | re.M)
     assert block, f"no job of rule {rule}"
     line = re.search(r"resources: (.*)", block.group(1)).group(1)
     resources = {}

@@ -18,6 +18,7 @@ from prunescope.metrics import (
     KEY_COLUMNS,
     PROBABILITY_METRICS,
     SUBSPACE_METRICS,
+    TEMPERATURE_FREE,
     VECTOR_METRICS,
     Head,
     compute_metrics,
@@ -390,16 +391,17 @@ def test_long_table_layout_and_values():
     table = long_table(keys.assign(tokens="extra column, dropped"), metrics)
     assert tuple(table.columns) == COLUMNS
     assert table["value"].dtype == np.float64 and table["temperature"].dtype == np.float64
-    per_row = 2 * len(VECTOR_METRICS) + 2 * (len(PROBABILITY_METRICS) + len(SUBSPACE_METRICS) + 4)
-    assert len(table) == n * per_row
+    free = len(TEMPERATURE_FREE["probability"]) + len(TEMPERATURE_FREE["subspace"])
+    per_t = len(PROBABILITY_METRICS) + len(SUBSPACE_METRICS) + 4 - free  # 2 options: 4 log-probs
+    assert len(table) == n * (2 * len(VECTOR_METRICS) + free + 2 * per_t)
     assert table.loc[table.space.isin(["embedding", "logit"]), "temperature"].isna().all()
-    assert set(table.loc[table.space == "probability", "temperature"]) == {0.5, 1.0}
+    assert set(table.loc[table.space == "probability", "temperature"].dropna()) == {0.5, 1.0}
     # Row 11's KL at T = 0.5 lands next to row 11's keys.
     kl = table[(table.space == "probability") & (table.temperature == 0.5) & (table.metric == "kl")]
     assert kl.iloc[11][list(KEY_COLUMNS)].tolist() == keys.iloc[11].tolist()
     assert kl.iloc[11]["value"] == pytest.approx(float(metrics.probability[0.5]["kl"][11]))
     # Parquet/DuckDB see the missing temperature as null.
-    assert pa.Table.from_pandas(table, preserve_index=False).column("temperature").null_count == n * 10
+    assert pa.Table.from_pandas(table, preserve_index=False).column("temperature").null_count == n * (10 + free)
 
 
 def test_long_table_fig4_query():
@@ -410,7 +412,7 @@ def test_long_table_fig4_query():
     rows = duckdb.sql(
         """SELECT layer, space, avg(value), min(value) FROM metrics_table
            WHERE mode = 'drop' AND sublayer = 'attn' AND metric = 'cos'
-             AND space IN ('embedding', 'logit', 'probability') AND coalesce(temperature, 1.0) = 1.0
+             AND space IN ('embedding', 'logit', 'probability') AND (temperature IS NULL OR temperature = 1.0)
            GROUP BY layer, space ORDER BY layer, space"""
     ).fetchall()
     spaces = ("embedding", "logit", "probability")

@@ -5,15 +5,21 @@ from __future__ import annotations
 import pytest
 import torch
 
-from prunescope.probes.decoding import DecodingSettings, decode
+from prunescope.probes.decoding import DecodingSettings, decode, decode_batch, prompt_seed
 from conftest import tiny_model
 
 PROMPT = [5, 17, 33, 9, 71, 4]
+ID = "p"  # the prompt's id keys its random stream
+
+
+def run(model, settings, **kwargs):
+    """The probe loop on the one prompt."""
+    return decode(model, {ID: PROMPT}, settings, **kwargs)[ID]
 
 
 def stock_generate(model, settings: DecodingSettings, eos=None, **extra):
-    """``torch.manual_seed(seed); model.generate(...)`` with the probe's settings; new tokens only."""
-    torch.manual_seed(settings.seed)
+    """``torch.manual_seed(prompt_seed(seed, id)); model.generate(...)`` with the probe's settings."""
+    torch.manual_seed(prompt_seed(settings.seed, ID))
     sampling = (
         dict(do_sample=True, temperature=settings.temperature, top_k=0, top_p=1.0)
         if settings.temperature > 0
@@ -31,12 +37,12 @@ def test_tokens_equal_stock_generate(family, temperature):
     for seed in (0, 7):
         settings = DecodingSettings(temperature=temperature, max_new_tokens=24, seed=seed, eos_token_ids=())
         expected = stock_generate(model, settings)[0, len(PROMPT):].tolist()
-        decoded = decode(model, PROMPT, settings)
+        decoded = run(model, settings)
         assert decoded.tokens == expected
         assert len(decoded.tokens) == 24 and not decoded.stopped_at_eos
     if temperature > 0:  # sampling must actually depend on the seed, or the comparison above proves little
-        a = decode(model, PROMPT, DecodingSettings(temperature, 24, seed=0, eos_token_ids=())).tokens
-        b = decode(model, PROMPT, DecodingSettings(temperature, 24, seed=7, eos_token_ids=())).tokens
+        a = run(model, DecodingSettings(temperature, 24, seed=0, eos_token_ids=())).tokens
+        b = run(model, DecodingSettings(temperature, 24, seed=7, eos_token_ids=())).tokens
         assert a != b
 
 
@@ -44,11 +50,11 @@ def test_tokens_equal_stock_generate(family, temperature):
 def test_stops_after_eos_like_generate(temperature):
     model = tiny_model("llama")
     free = DecodingSettings(temperature=temperature, max_new_tokens=30, seed=3, eos_token_ids=())
-    tokens = decode(model, PROMPT, free).tokens
+    tokens = run(model, free).tokens
     eos = tokens[6]  # a token the run really produces; it must stop at its first occurrence
     first = tokens.index(eos)
     settings = DecodingSettings(temperature=temperature, max_new_tokens=30, seed=3, eos_token_ids=(eos,))
-    decoded = decode(model, PROMPT, settings)
+    decoded = run(model, settings)
     assert decoded.tokens == tokens[: first + 1]
     assert decoded.stopped_at_eos
     assert decoded.tokens == stock_generate(model, settings, eos=eos)[0, len(PROMPT):].tolist()
@@ -57,16 +63,16 @@ def test_stops_after_eos_like_generate(temperature):
 def test_default_eos_comes_from_generation_config():
     model = tiny_model("llama")
     settings = DecodingSettings(temperature=0.0, max_new_tokens=30, seed=0, eos_token_ids=())
-    first = decode(model, PROMPT, settings).tokens[0]
+    first = run(model, settings).tokens[0]
     model.generation_config.eos_token_id = [first, 99]
-    decoded = decode(model, PROMPT, DecodingSettings(temperature=0.0, max_new_tokens=30, seed=0))
+    decoded = run(model, DecodingSettings(temperature=0.0, max_new_tokens=30, seed=0, eos_token_ids=None))
     assert decoded.tokens == [first] and decoded.stopped_at_eos
 
 
 def test_final_hidden_equals_generate_hidden_states(family):
     model = tiny_model(family)
     settings = DecodingSettings(temperature=1.0, max_new_tokens=10, seed=1, eos_token_ids=())
-    decoded = decode(model, PROMPT, settings, record_final_hidden=True)
+    decoded = run(model, settings, record_final_hidden=True)
     out = stock_generate(model, settings, output_hidden_states=True, return_dict_in_generate=True)
     assert decoded.tokens == out.sequences[0, len(PROMPT):].tolist()
     # generate's hidden_states[step][-1] is the final norm's output (post-norm), position -1 chose the token.
@@ -78,12 +84,12 @@ def test_final_hidden_equals_generate_hidden_states(family):
 def test_forced_tokens_follow_the_given_sequence():
     model = tiny_model("qwen2")
     settings = DecodingSettings(temperature=1.0, max_new_tokens=8, seed=2, eos_token_ids=())
-    free = decode(model, PROMPT, settings, record_final_hidden=True)
+    free = run(model, settings, record_final_hidden=True)
     forced_seq = [3, 3, 2, 90, 11]  # includes the model's EOS id: forcing never stops early
-    forced = decode(model, PROMPT, settings, forced_tokens=forced_seq, record_final_hidden=True)
+    forced = run(model, settings, forced_tokens={ID: forced_seq}, record_final_hidden=True)
     assert forced.tokens == forced_seq
     # Forcing the model's own choices reproduces its free run exactly (same calls, same cache).
-    own = decode(model, PROMPT, settings, forced_tokens=free.tokens, record_final_hidden=True)
+    own = run(model, settings, forced_tokens={ID: free.tokens}, record_final_hidden=True)
     assert torch.equal(own.final_hidden, free.final_hidden)
     # Step t of the forced run sees prompt + forced[:t]: compare with an uncached forward over that sequence.
     full = torch.tensor([PROMPT + forced_seq[:-1]])
@@ -97,15 +103,31 @@ def test_global_rng_untouched_and_step_hook_order():
     before = torch.get_rng_state()
     seen = []
     settings = DecodingSettings(temperature=1.0, max_new_tokens=5, seed=0, eos_token_ids=())
-    decoded = decode(model, PROMPT, settings, on_step=lambda step, out, token: seen.append((step, token)))
+    (decoded,) = decode_batch(model, [PROMPT], settings, seeds=[prompt_seed(settings.seed, ID)],
+                              on_step=lambda step, out, tokens, rows: seen.append((step, tokens[0], rows)))
     assert torch.equal(torch.get_rng_state(), before)
-    assert seen == list(enumerate(decoded.tokens))
+    assert seen == [(step, token, [0]) for step, token in enumerate(decoded.tokens)]
+    assert decoded.tokens == run(model, settings).tokens
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_prompt_seed_is_a_stable_hash_of_seed_and_id():
+    import hashlib
+
+    expected = int.from_bytes(hashlib.sha256(b"42/gsm8k/12").digest()[:8], "little") >> 1
+    assert prompt_seed(42, "gsm8k/12") == expected
+    assert len({prompt_seed(0, "a"), prompt_seed(1, "a"), prompt_seed(0, "b")}) == 3
 
 
 def test_bad_settings_and_inputs_are_rejected():
     with pytest.raises(ValueError, match="temperature"):
-        DecodingSettings(temperature=-1.0)
+        DecodingSettings(temperature=-1.0, max_new_tokens=4, seed=0, eos_token_ids=None)
     with pytest.raises(ValueError, match="max_new_tokens"):
-        DecodingSettings(max_new_tokens=0)
+        DecodingSettings(temperature=1.0, max_new_tokens=0, seed=0, eos_token_ids=None)
+    with pytest.raises(TypeError):  # no defaults: the config schema is the one source of them
+        DecodingSettings(temperature=1.0)
+    settings = DecodingSettings(temperature=1.0, max_new_tokens=4, seed=0, eos_token_ids=None)
     with pytest.raises(ValueError, match="one non-empty sequence"):
-        decode(tiny_model("llama"), [[1, 2], [3, 4]], DecodingSettings())
+        decode(tiny_model("llama"), {"x": [[1, 2], [3, 4]]}, settings)
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+        decode(tiny_model("llama"), {"x": PROMPT}, settings, batch_size=0)

@@ -8,15 +8,17 @@ import pytest
 import torch
 from conftest import tiny_model
 
-from prunescope.probes.decoding import DecodingSettings
+from prunescope.probes.decoding import DecodingSettings, prompt_seed
 from prunescope.probes.generation import dense_trajectories, reference_records, variant_records
 
 PROMPTS = {"a": [5, 17, 33, 9, 71, 4], "b": [8, 8, 40]}
 SETTINGS = DecodingSettings(temperature=1.0, max_new_tokens=8, seed=5, eos_token_ids=())
 
 
-def stock(model, prompt):
-    torch.manual_seed(SETTINGS.seed)
+def stock(model, prompt_id):
+    """Stock generate of one prompt, seeded with that prompt's stream."""
+    prompt = PROMPTS[prompt_id]
+    torch.manual_seed(prompt_seed(SETTINGS.seed, prompt_id))
     out = model.generate(
         torch.tensor([prompt]), do_sample=True, temperature=1.0, top_k=0, top_p=1.0, eos_token_id=None,
         max_new_tokens=SETTINGS.max_new_tokens, output_hidden_states=True, return_dict_in_generate=True,
@@ -28,7 +30,7 @@ def test_reference_is_stock_generate(family):
     model = tiny_model(family)
     reference = dense_trajectories(model, PROMPTS, SETTINGS)
     for prompt_id, prompt in PROMPTS.items():
-        tokens, hidden = stock(model, prompt)
+        tokens, hidden = stock(model, prompt_id)
         assert reference[prompt_id].tokens == tokens
         assert torch.equal(reference[prompt_id].hidden, hidden)
     rows = reference_records(reference)
@@ -55,7 +57,7 @@ def test_free_mode_is_the_variant_own_sampled_run():
     reference = dense_trajectories(dense, PROMPTS, SETTINGS)
     rows = variant_records(variant, PROMPTS, SETTINGS, reference, mode="free")
     for prompt_id, prompt in PROMPTS.items():
-        tokens, hidden = stock(variant, prompt)
+        tokens, hidden = stock(variant, prompt_id)
         mine = [r for r in rows if r["prompt_id"] == prompt_id]
         assert [r["token_var"] for r in mine] == tokens
         assert [r["token_ref"] for r in mine] == reference[prompt_id].tokens

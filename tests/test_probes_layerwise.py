@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import tiny_model
 
-from prunescope.probes.decoding import DecodingSettings, decode
+from prunescope.probes.decoding import DecodingSettings, decode, prompt_seed
 from prunescope.probes.layerwise import layerwise_probe
 
 PROMPT = [5, 17, 33, 9, 71, 4, 60]
@@ -20,8 +20,8 @@ def by_key(records):
 
 
 def stock_steps(model):
-    """generate() with per-step hidden states, the same seed and settings as the probe."""
-    torch.manual_seed(SETTINGS.seed)
+    """generate() with per-step hidden states, the same seed (prompt "p"'s stream) and settings as the probe."""
+    torch.manual_seed(prompt_seed(SETTINGS.seed, "p"))
     return model.generate(
         torch.tensor([PROMPT]), do_sample=True, temperature=1.0, top_k=0, top_p=1.0, eos_token_id=None,
         max_new_tokens=SETTINGS.max_new_tokens, output_hidden_states=True, return_dict_in_generate=True,
@@ -142,7 +142,7 @@ def test_context_test_fails_for_an_uncached_variant_attention():
     block = dense.model.layers[layer]
     h1 = block.input_layernorm.register_forward_pre_hook(lambda m, a: residual_in.append(a[0][0, -1]))
     h2 = block.self_attn.register_forward_hook(uncached, with_kwargs=True)
-    decode(dense, PROMPT, SETTINGS)
+    decode(dense, {"p": PROMPT}, SETTINGS)
     h1.remove()
     h2.remove()
     records = by_key(layerwise_probe(dense, {"p": PROMPT}, SETTINGS, variant=variant))

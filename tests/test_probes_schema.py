@@ -90,13 +90,24 @@ def test_generation_tables_keep_null_vectors_and_non_null_keys(tmp_path):
     assert cos == pytest.approx(1.0, abs=1e-6)
 
 
-def test_subspace_table_has_option_columns():
+def test_subspace_table_has_ragged_option_columns_and_forms(tmp_path):
     dense = tiny_model("llama")
-    rows = subspace_records(dense, dense, {"q": [3, 4, 5]}, [6, 7, 8, 9], answers={"q": "B"})
+    prompts = {"piqa": [3, 4, 5], "arc5": [3, 4], "hs": [5, 6, 7, 8]}
+    options = {"piqa": [6, 7], "arc5": [6, 7, 8, 9, 10], "hs": [16, 17, 18, 19]}
+    forms = {"piqa": "spaced", "arc5": "spaced", "hs": "bare"}
+    rows = subspace_records(dense, dense, prompts, options, answers={"piqa": "B"}, option_forms=forms)
     table = records_to_table(rows, "m", "dense", "subspace", "mc")
-    assert table.column("option_tokens").to_pylist() == [[6, 7, 8, 9]]
-    assert table.column("answer").to_pylist() == ["B"]
+    assert table.column("option_tokens").to_pylist() == [[6, 7], [6, 7, 8, 9, 10], [16, 17, 18, 19]]
+    assert table.column("option_form").to_pylist() == ["spaced", "spaced", "bare"]
+    assert table.column("answer").to_pylist() == ["B", "", ""]
     assert table.schema.field("option_tokens").type == pa.list_(pa.int64())
+    assert table.schema.field("option_form") == pa.field("option_form", pa.string(), nullable=False)
+    pq.write_table(table, tmp_path / "sub.parquet")
+    counts = duckdb.sql(f"SELECT option_form, len(option_tokens) FROM '{tmp_path}/sub.parquet'").fetchall()
+    assert counts == [("spaced", 2), ("spaced", 5), ("bare", 4)]
+    # Records without the per-prompt form are refused with the column named.
+    with pytest.raises(ValueError, match="subspace records lack the column 'option_form'"):
+        records_to_table([{k: v for k, v in rows[0].items() if k != "option_form"}], "m", "dense", "subspace", "mc")
 
 
 def test_bad_tables_are_rejected():

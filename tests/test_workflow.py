@@ -107,7 +107,13 @@ def test_full_run_produces_every_stage(workflow_run):
     temperatures = duckdb.sql(
         f"SELECT DISTINCT temperature FROM '{results}/*/metrics/*.parquet' WHERE space = 'probability' ORDER BY 1"
     ).fetchall()
-    assert temperatures == [(0.5,), (1.0,)]
+    # Each configured temperature, and null for the T-independent probability metrics, stored once (issue 14).
+    assert temperatures == [(0.5,), (1.0,), (None,)]
+    free = duckdb.sql(
+        f"SELECT DISTINCT metric FROM '{results}/*/metrics/*.parquet' WHERE space = 'probability' "
+        "AND temperature IS NULL ORDER BY 1"
+    ).fetchall()
+    assert free == [("rms_dz",), ("top1_agree",), ("var_uniform",)]
     assert (workdir / "logs" / "tiny" / "wanda-unstructured50" / "prune.log").is_file()
     tasks = duckdb.sql(f"SELECT DISTINCT variant FROM '{results}/*/tasks/summary.parquet'").fetchall()
     assert len(tasks) == 7

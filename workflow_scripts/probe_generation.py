@@ -9,6 +9,9 @@ from prunescope.probes.prompt_sets import read_trajectories
 from prunescope.runlog import log_probe_throughput, setup_job
 
 log = setup_job(snakemake.log[0], snakemake.threads, snakemake.rule)
+# The batch size changes no result (tests/test_probes_batch.py): read from the config, not a param, so
+# changing it reruns nothing.
+requested_batch = snakemake.config["probes"]["batch_size"]
 variant_name = snakemake.params.variant
 model, _ = load_for_analysis(snakemake.input.model, variant_name, snakemake.input.get("variant"), snakemake.params.device)
 references = snakemake.input.get("reference") or [None] * len(snakemake.output)
@@ -16,13 +19,16 @@ for probe_set, prompt_file, reference_file, path in zip(snakemake.params.sets, s
                                                        snakemake.output):
     job = ProbeJob(prompt_file, snakemake.params.decoding, snakemake.params.vector_dtype)
     reference = None if variant_name == "dense" else read_trajectories(reference_file)
+    batch_size = job.batch_size(requested_batch, "generation", snakemake.input.model,
+                                snakemake.params.device, dict(snakemake.resources.items()))
+    log.info("%s: batch size %d (probes.batch_size: %s)", probe_set, batch_size, requested_batch)
     start = time.perf_counter()
     if variant_name == "dense":
-        records = reference_records(dense_trajectories(model, job.prompts, job.decoding))
+        records = reference_records(dense_trajectories(model, job.prompts, job.decoding, batch_size=batch_size))
     else:
         records = [row for mode in GENERATION_MODES
-                   for row in variant_records(model, job.prompts, job.decoding, reference, mode)]
+                   for row in variant_records(model, job.prompts, job.decoding, reference, mode, batch_size=batch_size)]
     log_probe_throughput(log, "generation", probe_set, job.prompts, records, time.perf_counter() - start)
     job.write(records, path, model=snakemake.wildcards.model, variant=variant_name, probe="generation",
-              probe_set=probe_set)
+              probe_set=probe_set, batch_size=batch_size)
     log.info("%s: %d rows -> %s", probe_set, len(records), path)

@@ -4,6 +4,8 @@ Rows are read in Arrow record batches of ``chunk_rows`` so a paper-scale layer-w
 thousands of 3.5k-dimensional vectors) never sits in memory at once. Generation tables of variants carry
 only ``h_var``; their ``h_ref`` comes from the dense reference trajectory, joined on (prompt_id, step) —
 steps a free-running variant decodes past the end of the dense run have no reference and are left out.
+Subspace tables carry each prompt's own option ids (``option_tokens``, 2-5 per prompt); the metrics use
+each row's own options.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
 from prunescope.io import read_settings, write_parquet
 from prunescope.metrics.long_table import CONVENTIONS, KEY_COLUMNS, long_table
-from prunescope.metrics.spaces import Head, compute_metrics
+from prunescope.metrics.spaces import OPTION_PAD, Head, compute_metrics
 
 
 def vectors(column: pa.ChunkedArray | pa.Array) -> torch.Tensor:
@@ -29,6 +32,18 @@ def vectors(column: pa.ChunkedArray | pa.Array) -> torch.Tensor:
         raise ValueError(f"vector column has {array.null_count} null rows")
     flat = array.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
     return torch.from_numpy(flat.reshape(len(array), -1).copy())
+
+
+def option_matrix(column: pa.ChunkedArray | pa.Array) -> torch.Tensor:
+    """A ``list<int>`` column of per-row option ids (2-5 each) as [rows, K] int64, K the longest row,
+    shorter rows ending in :data:`prunescope.metrics.spaces.OPTION_PAD`."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if array.null_count:
+        raise ValueError(f"option_tokens has {array.null_count} null rows")
+    lengths = pc.list_value_length(array).to_numpy(zero_copy_only=False)
+    matrix = np.full((len(array), int(lengths.max(initial=0))), OPTION_PAD, dtype=np.int64)
+    matrix[np.arange(matrix.shape[1]) < lengths[:, None]] = array.flatten().to_numpy(zero_copy_only=False)
+    return torch.from_numpy(matrix)
 
 
 def _batches(probe_path: str | os.PathLike, reference_path, chunk_rows: int) -> Iterator[pa.RecordBatch]:
@@ -64,7 +79,7 @@ def probe_metrics(
             continue
         option_ids = None
         if "option_tokens" in batch.schema.names:
-            option_ids = torch.tensor(batch.column("option_tokens").to_pylist(), dtype=torch.long, device=device)
+            option_ids = option_matrix(batch.column("option_tokens")).to(device)
         metrics = compute_metrics(
             vectors(batch.column("h_ref")).to(device), vectors(batch.column("h_var")).to(device), head,
             temperatures=temperatures, option_ids=option_ids, chunk_rows=chunk_rows,

@@ -2,15 +2,20 @@
 
 One output row per (probe row, space, temperature, metric), with the columns of :data:`COLUMNS`.
 
-Temperature: the embedding and logit metrics do not depend on T, so they are stored once, with
-``temperature`` null (NaN in pandas, null in Parquet and DuckDB); probability and subspace metrics are
-stored once per temperature. The paper's Fig 4 (mean and min–max cosine per layer in the three spaces at
-T = 1) is then one query::
+Temperature: metrics that do not depend on T are stored once, with ``temperature`` null (NaN in pandas,
+null in Parquet and DuckDB): every embedding and logit metric, and in the probability and subspace spaces
+``var_uniform``, ``rms_dz`` (logit units, Δz not divided by T) and ``top1_agree`` / ``argmax_agree`` (the
+argmax of z/T is that of z). The other probability and subspace metrics (``cos``, ``one_minus_cos``,
+``kl``, ``kl_estimate``, ``cos_estimate``, ``total_variation``, ``logp_ref_{k}``, ``logp_var_{k}``) carry
+their T, one row per temperature. Option sets may be ragged (2-5 options per prompt): a prompt has
+``logp_ref_{k}`` / ``logp_var_{k}`` rows only for its own options k = 0 .. K-1. A query at one T selects
+``temperature IS NULL OR temperature = T``; the paper's Fig 4 (mean and min–max cosine per layer in the
+three spaces at T = 1) is then one query::
 
     SELECT layer, space, avg(value) AS mean, min(value) AS lo, max(value) AS hi
     FROM 'results/*/dense/metrics/layerwise-*.parquet'
     WHERE mode = 'drop' AND sublayer = 'attn' AND metric = 'cos'
-      AND space IN ('embedding', 'logit', 'probability') AND coalesce(temperature, 1.0) = 1.0
+      AND space IN ('embedding', 'logit', 'probability') AND (temperature IS NULL OR temperature = 1.0)
     GROUP BY layer, space ORDER BY layer, space
 
 :data:`CONVENTIONS` states what the numbers mean, for the Parquet metadata of the metrics stage.
@@ -40,9 +45,10 @@ CONVENTIONS = {
     "split along ref",
     "logit_units": "var_uniform (variance of dz over the vocabulary) and rms_dz = sqrt(mean dz^2) are in logit "
     "units, not divided by T; rms_dz is not invariant to a constant shift of dz",
-    "subspace": "softmax renormalised over the option tokens; logp_ref_k / logp_var_k are full-vocabulary "
-    "log-probabilities at T of option k",
-    "temperature": "null for embedding and logit metrics, which do not depend on T",
+    "subspace": "softmax renormalised over each prompt's own option tokens; logp_ref_k / logp_var_k are "
+    "full-vocabulary log-probabilities at T of option k, present only for the options a prompt has",
+    "temperature": "null for metrics that do not depend on T: all embedding and logit metrics, and "
+    "var_uniform, rms_dz, top1_agree (probability) and var_uniform, rms_dz, argmax_agree (subspace)",
     "precision": "fp32",
 }
 
@@ -80,7 +86,8 @@ def long_table(keys: pd.DataFrame, metrics: RowMetrics) -> pd.DataFrame:
     """The long-format metrics table: ``keys`` (one row per metrics row, :data:`KEY_COLUMNS`) × metrics.
 
     Only the key columns of ``keys`` are carried over. Rows are ordered by (space, temperature, metric),
-    then by the order of ``keys``.
+    then by the order of ``keys``; a T-independent metric has one row per key row (temperature null), and
+    ``logp_ref_{k}`` / ``logp_var_{k}`` rows exist only for key rows with an option k.
     """
     missing = [c for c in KEY_COLUMNS if c not in keys.columns]
     if missing:
@@ -90,11 +97,22 @@ def long_table(keys: pd.DataFrame, metrics: RowMetrics) -> pd.DataFrame:
     sizes = {values.shape[0] for *_, values in blocks}
     if sizes != {n}:
         raise ValueError(f"keys have {n} rows but the metrics have {sorted(sizes)} rows")
+    every_row = np.arange(n)
+    rows, values = [], []
+    for space, _, name, block in blocks:
+        present = metrics.present(space, name)
+        if present is None:
+            rows.append(every_row)
+            values.append(block.detach().reshape(-1))
+        else:
+            present = present.cpu()
+            rows.append(every_row[present.numpy()])
+            values.append(block.detach().cpu()[present])
+    counts = [len(r) for r in rows]
     base = keys.loc[:, list(KEY_COLUMNS)].reset_index(drop=True)
-    table = base.take(np.tile(np.arange(n), len(blocks))).reset_index(drop=True)
-    table["temperature"] = np.repeat([np.nan if t is None else float(t) for _, t, _, _ in blocks], n)
-    table["space"] = np.repeat([space for space, *_ in blocks], n)
-    table["metric"] = np.repeat([name for _, _, name, _ in blocks], n)
-    values = torch.cat([v.detach().reshape(-1) for *_, v in blocks]) if blocks else torch.empty(0)
-    table["value"] = values.cpu().double().numpy()
+    table = base.take(np.concatenate(rows) if rows else every_row[:0]).reset_index(drop=True)
+    table["temperature"] = np.repeat([np.nan if t is None else float(t) for _, t, _, _ in blocks], counts)
+    table["space"] = np.repeat([space for space, *_ in blocks], counts)
+    table["metric"] = np.repeat([name for _, _, name, _ in blocks], counts)
+    table["value"] = torch.cat([v.cpu() for v in values]).double().numpy() if values else np.empty(0)
     return table

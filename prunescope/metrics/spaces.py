@@ -7,25 +7,35 @@ The quantities of He et al., "Demystifying When Pruning Works via Representation
   ``orth_rel_sq`` = ‖Δ⊥‖²/‖ref‖², ``theorem1_estimate`` = ‖Δ⊥‖²/(2‖ref‖²) (Theorem 1); Δ = var − ref;
 - p = softmax(z_ref/T), q = softmax(z_var/T): ``cos``, ``one_minus_cos``, ``kl`` = KL(p‖q),
   ``kl_estimate`` = Var_p(Δz)/(2T²) (Theorem 3), ``cos_estimate`` = Var_r(Δz)/(2T²), r = p²/Σp² (Theorem 2),
-  ``var_uniform`` = Var(Δz) over the vocabulary and ``rms_dz`` = √mean(Δz²) (logit units, independent of
-  T), ``top1_agree`` (1.0 when the argmax tokens agree), ``total_variation`` = ½Σ|q − p|;
-- subspace: the same on the softmax renormalised over option tokens (``argmax_agree`` for ``top1_agree``)
-  plus ``logp_ref_{k}`` / ``logp_var_{k}``, the full-vocabulary log-probability of option k.
+  ``total_variation`` = ½Σ|q − p|; and three that do not depend on T (:data:`TEMPERATURE_FREE`):
+  ``var_uniform`` = Var(Δz) over the vocabulary and ``rms_dz`` = √mean(Δz²) (logit units, Δz not divided
+  by T), ``top1_agree`` (1.0 when the argmax tokens agree; argmax z/T = argmax z for every T > 0);
+- subspace: the same on the softmax renormalised over each row's option tokens (``argmax_agree`` for
+  ``top1_agree``) plus ``logp_ref_{k}`` / ``logp_var_{k}``, the full-vocabulary log-probability at T of
+  option k. Option sets may be ragged: rows of ``option_ids`` [N, K] end in :data:`OPTION_PAD` (-1) where a
+  row has fewer than K options; each row's metrics use its own options only, and ``logp_*_{k}`` of an
+  absent option is NaN (:meth:`RowMetrics.present` says which rows have it; the long table leaves the rest out).
 
-All in fp32 on the inputs' device, ``chunk_rows`` rows at a time so a 152k vocabulary fits in memory.
-Small deviations are computed without cancellation: 1 − cos = ‖Δ⊥‖²/(‖var‖²(1 + cos)), and
-KL = Σ p (q/p − 1 − log(q/p)), equal to Σ p (log p − log q) as Σq = Σp, a sum of non-negative terms.
+All in fp32 on the inputs' device, ``chunk_rows`` rows at a time so a 152k vocabulary fits in memory; the
+passes over the vocabulary are in :mod:`.fused`, and for a head without soft-capping the logit-space norms
+and dot products come from its Gram matrix in the hidden space (:mod:`.gram`, float64). Small deviations
+are computed without cancellation: 1 − cos = ‖Δ⊥‖²/(‖var‖²(1 + cos)), and KL = Σ p (q/p − 1 − log(q/p)),
+equal to Σ p (log p − log q) as Σq = Σp, a sum of non-negative terms.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field, replace
+import re
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from prunescope.metrics.fused import PROBABILITY_SUMS, ChunkSums, Scratch, chunk_sums, vector_sums
+from prunescope.metrics.gram import HeadGram
 
 VECTOR_METRICS = ("cos", "one_minus_cos", "para_rel", "orth_rel_sq", "theorem1_estimate")
 PROBABILITY_METRICS = (
@@ -34,13 +44,19 @@ PROBABILITY_METRICS = (
 )  # fmt: skip
 # In the subspace the top-1 agreement is the paper's "argmax within the options"; option log-probs follow.
 SUBSPACE_METRICS = tuple("argmax_agree" if m == "top1_agree" else m for m in PROBABILITY_METRICS)
-# exp() of more than this overflows fp32 (max ≈ e^88.7).
-_MAX_LOG_RATIO = 80.0
-# On CPU: elements per [rows, V] temporary of the metric passes, to stay in a core's cache (2 MB of fp32),
-# and per projected chunk (32 MB): glibc keeps freed blocks for reuse only after it has freed a
-# block of at most 32 MB; otherwise every temporary is mapped afresh and page-faults (3x slower at 152k).
-_CPU_BLOCK_ELEMENTS = 1 << 19
-_CPU_CHUNK_ELEMENTS = 1 << 23
+# Probability-type metrics that do not depend on T: stored once, with temperature null.
+TEMPERATURE_FREE = {
+    "probability": ("var_uniform", "rms_dz", "top1_agree"),
+    "subspace": ("var_uniform", "rms_dz", "argmax_agree"),
+}
+# Marks the end of a row's options in ``option_ids`` [N, K] when it has fewer than K.
+OPTION_PAD = -1
+_OPTION_LOGP = re.compile(r"logp_(?:ref|var)_(\d+)")
+# On CPU: elements per [rows, V] block of the vocabulary passes, so that the few buffers each pass
+# touches stay in a core's cache; and at most this many logits per projected chunk (128 MB): the
+# projection is as fast as the bare matmul only from about a hundred rows at a time.
+_CPU_BLOCK_ELEMENTS = 1 << 17
+_CPU_CHUNK_ELEMENTS = 1 << 25
 
 
 @dataclass(frozen=True)
@@ -56,38 +72,74 @@ class Head:
     norm: nn.Module | None = None
     logit_scale: float = 1.0
     softcap: float | None = None
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)  # the Gram of :meth:`gram`
 
-    def __call__(self, h: Tensor) -> Tensor:
-        if self.norm is not None:
-            h = self.norm(h)
-        z = F.linear(h, self.weight, self.bias)
+    def __call__(self, h: Tensor, out: Tensor | None = None) -> Tensor:
+        """z = head(h); ``out`` ([rows, V], optional) receives the logits of a linear head without copies."""
+        h = self.hidden(h)
+        if out is None:
+            z = F.linear(h, self.weight, self.bias)
+        elif self.bias is None:
+            z = torch.mm(h, self.weight.T, out=out)
+        else:
+            z = torch.addmm(self.bias, h, self.weight.T, out=out)
         if self.logit_scale != 1.0:
-            z = z * self.logit_scale
+            z = z.mul_(self.logit_scale)
         if self.softcap is not None:
-            z = self.softcap * torch.tanh(z / self.softcap)
+            z = z.div_(self.softcap).tanh_().mul_(self.softcap)
         return z
 
-    def difference(self, h_ref: Tensor, h_var: Tensor, z_ref: Tensor) -> Tensor:
-        """z_var − z_ref; a linear head projects Δh itself, which avoids cancellation when Δh is small."""
-        if self.norm is None and self.softcap is None:
-            return F.linear(h_var - h_ref, self.weight) * self.logit_scale
-        return self(h_var) - z_ref
+    def hidden(self, h: Tensor) -> Tensor:
+        """The rows the linear part of the head sees: h after the final norm, when the head applies it."""
+        return h if self.norm is None else self.norm(h)
+
+    def difference(self, h_ref: Tensor, h_var: Tensor, z_ref: Tensor, out: Tensor | None = None) -> Tensor:
+        """z_var − z_ref; without soft-capping the head is linear after its norm and projects the
+        difference of the hidden rows itself, which avoids cancellation when it is small."""
+        if self.softcap is None:
+            dz = torch.mm(self.hidden(h_var) - self.hidden(h_ref), self.weight.T, out=out)
+            return dz if self.logit_scale == 1.0 else dz.mul_(self.logit_scale)
+        return torch.sub(self(h_var), z_ref, out=out)
+
+    def gram(self) -> HeadGram | None:
+        """The head's :class:`~prunescope.metrics.gram.HeadGram` (computed once), or None when soft-capped."""
+        if self.softcap is not None:
+            return None
+        if "gram" not in self._cache:
+            self._cache["gram"] = HeadGram(self.weight, self.bias, self.logit_scale)
+        return self._cache["gram"]
 
     def to(self, device: torch.device) -> Head:
-        """This head in fp32 on ``device`` (tensors already there in fp32 are not copied)."""
+        """This head in fp32 on ``device``: itself when it is already there."""
+        device = torch.device(device)
+        tensors = [self.weight, *([] if self.bias is None else [self.bias])]
+        tensors += [] if self.norm is None else list(self.norm.parameters()) + list(self.norm.buffers())
+        if all(_is_on(t, device) for t in tensors):
+            return self
         norm = None if self.norm is None else copy.deepcopy(self.norm).to(device=device, dtype=torch.float32)
         bias = None if self.bias is None else self.bias.to(device, torch.float32)
         return Head(self.weight.to(device, torch.float32), bias, norm, self.logit_scale, self.softcap)
 
 
+def _is_on(tensor: Tensor, device: torch.device) -> bool:
+    same_index = device.index is None or tensor.device.index == device.index
+    return tensor.dtype == torch.float32 and tensor.device.type == device.type and same_index
+
+
 @dataclass(frozen=True)
 class RowMetrics:
-    """Per-row metrics, each a float32 tensor [N]; probability-type spaces are keyed by temperature."""
+    """Per-row metrics, each a float32 tensor [N]; probability-type spaces are keyed by temperature.
+
+    ``probability[T]`` holds every probability metric at T, the :data:`TEMPERATURE_FREE` ones included
+    (the same values at every T); :meth:`blocks` yields those once. ``option_counts`` ([N]) is each row's
+    number of options when the subspace metrics are present.
+    """
 
     embedding: dict[str, Tensor]
     logit: dict[str, Tensor]
     probability: dict[float, dict[str, Tensor]]
     subspace: dict[float, dict[str, Tensor]] = field(default_factory=dict)  # empty without option ids
+    option_counts: Tensor | None = None
 
     def blocks(self):
         """Yield ``(space, temperature or None, metric, values)``; None: the metric does not depend on T."""
@@ -95,31 +147,46 @@ class RowMetrics:
             for name, values in by_name.items():
                 yield space, None, name, values
         for space, by_t in (("probability", self.probability), ("subspace", self.subspace)):
+            if not by_t:
+                continue
+            free = TEMPERATURE_FREE[space]
+            first = next(iter(by_t.values()))
+            for name in free:
+                if name in first:
+                    yield space, None, name, first[name]
             for t, by_name in by_t.items():
                 for name, values in by_name.items():
-                    yield space, t, name, values
+                    if name not in free:
+                        yield space, t, name, values
+
+    def present(self, space: str, metric: str) -> Tensor | None:
+        """Boolean [N]: the rows that have ``metric`` (only an option's log-prob can be absent); None: all."""
+        match = _OPTION_LOGP.fullmatch(metric)
+        if space != "subspace" or match is None or self.option_counts is None:
+            return None
+        return self.option_counts > int(match.group(1))
 
 
 def vector_metrics(ref: Tensor, var: Tensor) -> dict[str, Tensor]:
     """The five embedding/logit-space metrics of rows ``var`` against rows ``ref`` ([N, d] each)."""
     ref = ref.float()
-    return _vector_metrics(ref, var.float() - ref)
+    return _embedding_metrics(ref, var.float() - ref)
 
 
 def probability_metrics(z_ref: Tensor, z_var: Tensor, temperature: float = 1.0) -> dict[str, Tensor]:
     """The probability-space metrics of logit rows ``z_var`` against ``z_ref`` ([N, V] each) at T."""
     z_ref = z_ref.float()
-    dz = z_var.float() - z_ref
-    return {**_probability_metrics(z_ref, dz, float(temperature))[0], **_logit_difference_metrics(z_ref, dz)}
+    t = float(temperature)
+    sums = chunk_sums(z_ref, z_var.float() - z_ref, (t,), _scratch(z_ref), vector=False)
+    return {**_probability_metrics(sums.probability[t], t), **_difference_metrics(sums)}
 
 
 def subspace_metrics(z_ref: Tensor, z_var: Tensor, option_ids: Tensor, temperature: float = 1.0) -> dict[str, Tensor]:
     """Probability metrics inside the option tokens ``option_ids`` ([K] or [N, K]) plus their full log-probs."""
     z_ref, z_var = z_ref.float(), z_var.float()
-    lse_ref = torch.logsumexp(z_ref / temperature, dim=-1)
-    lse_var = torch.logsumexp(z_var / temperature, dim=-1)
-    ids = _expand_ids(option_ids, z_ref)
-    return _subspace_metrics(z_ref, z_var - z_ref, ids, temperature, lse_ref, lse_var)
+    t = float(temperature)
+    lse = torch.logsumexp(z_ref / t, dim=-1), torch.logsumexp(z_var / t, dim=-1)
+    return _subspace_metrics(_expand_ids(option_ids, z_ref), z_ref, z_var - z_ref, {t: lse})[t]
 
 
 @torch.no_grad()
@@ -133,57 +200,107 @@ def compute_metrics(
 ) -> RowMetrics:
     """All spaces for rows ``h_ref``, ``h_var`` ([N, d]), projecting each row through ``head`` once.
 
-    ``option_ids`` ([K] shared, or [N, K] per row) adds the subspace metrics. Rows are projected at most
-    ``chunk_rows`` at a time (on CPU also at most 32 MB of logits); the results do not depend on it beyond
-    the fp32 rounding of the projection. Raises ``ValueError`` naming the row for a non-finite or all-zero
-    input row, and for any metric that comes out non-finite. Pass a head already on the rows' device.
+    ``option_ids`` ([K] shared, or [N, K] per row, ending in :data:`OPTION_PAD` where a row has fewer
+    options) adds the subspace metrics. Rows are projected at most ``chunk_rows`` at a time (on CPU also
+    at most 128 MB of logits); the results do not depend on it beyond the fp32 rounding of the projection.
+    Raises ``ValueError`` naming the row for a non-finite or all-zero input row, and for any metric that
+    comes out non-finite. Pass a head already on the rows' device.
     """
     temps = _check_inputs(h_ref, h_var, head, temperatures, option_ids, chunk_rows)
     device = h_ref.device
     head = head.to(device)
     if option_ids is not None:
         option_ids = option_ids.to(device)
+    vocab = head.weight.shape[0]
     if device.type == "cpu":  # see _CPU_CHUNK_ELEMENTS
-        chunk_rows = min(chunk_rows, max(1, _CPU_CHUNK_ELEMENTS // head.weight.shape[0]))
+        chunk_rows = min(chunk_rows, max(1, _CPU_CHUNK_ELEMENTS // vocab))
+    chunk_rows = min(chunk_rows, h_ref.shape[0])
+    # On CPU the vocabulary passes run a few rows at a time, so that their buffers stay in cache;
+    # a GPU takes the whole chunk at once.
+    block = chunk_rows if device.type != "cpu" else min(chunk_rows, max(1, _CPU_BLOCK_ELEMENTS // vocab))
+    scratch = Scratch(block, vocab, device)
+    logits = torch.empty(2, chunk_rows, vocab, device=device)  # z_ref and Δz, reused by every chunk
     parts: list[RowMetrics] = []
     for start in range(0, h_ref.shape[0], chunk_rows):
         rows = slice(start, start + chunk_rows)
         ids = None if option_ids is None else (option_ids[rows] if option_ids.ndim == 2 else option_ids)
-        chunk = _chunk_metrics(h_ref[rows].float(), h_var[rows].to(device).float(), head, temps, ids)
+        h_rows = h_ref[rows].float(), h_var[rows].to(device).float()
+        chunk = _chunk_metrics(*h_rows, head, temps, ids, scratch, logits[:, : h_rows[0].shape[0]])
         _check_finite(chunk, start)
         parts.append(chunk)
     return _concat(parts)
 
 
-def _chunk_metrics(h_ref, h_var, head, temps, option_ids) -> RowMetrics:
-    z_ref = head(h_ref)
-    dz = head.difference(h_ref, h_var, z_ref)
-    ids = None if option_ids is None else _expand_ids(option_ids, z_ref)
-    # On CPU the many passes over [rows, V] run a few rows at a time, so that each temporary stays in
-    # cache (about 3x faster at V = 49k); a GPU takes the whole chunk at once.
-    n, vocab = z_ref.shape
-    block = n if z_ref.device.type != "cpu" else max(1, _CPU_BLOCK_ELEMENTS // vocab)
-    blocks = []
-    for start in range(0, n, block):
-        rows = slice(start, start + block)
-        blocks.append(_logit_space_metrics(z_ref[rows], dz[rows], temps, None if ids is None else ids[rows]))
-    return replace(_concat(blocks), embedding=_vector_metrics(h_ref, h_var - h_ref))
+def _chunk_metrics(h_ref, h_var, head, temps, option_ids, scratch: Scratch, logits: Tensor) -> RowMetrics:
+    z_ref = head(h_ref, out=logits[0])
+    dz = head.difference(h_ref, h_var, z_ref, out=logits[1])
+    gram = head.gram()  # a linear head: the logit-space norms and dot products from the hidden rows
+    logit_sums = None
+    if gram is not None:
+        n_ref = head.hidden(h_ref)
+        logit_sums = gram.sums(n_ref, head.hidden(h_var) - n_ref)
+    sums = chunk_sums(z_ref, dz, temps, scratch, logit_sums=logit_sums)
+    free = _difference_metrics(sums)
+    probability = {t: _ordered({**_probability_metrics(sums.probability[t], t), **free}, PROBABILITY_METRICS)
+                   for t in temps}  # fmt: skip
+    subspace, counts = {}, None
+    if option_ids is not None:
+        ids = _expand_ids(option_ids, z_ref)
+        lse = {t: _log_normalisers(sums.probability[t]) for t in temps}
+        subspace = _subspace_metrics(ids, z_ref, dz, lse)
+        counts = (ids != OPTION_PAD).sum(dim=1)
+    embedding = _embedding_metrics(h_ref, h_var - h_ref)
+    return RowMetrics(embedding, _vector_metrics(sums.vector), probability, subspace, counts)
 
 
-def _logit_space_metrics(z_ref, dz, temps, ids) -> RowMetrics:
-    """Logit, probability and subspace metrics (the embedding space is left empty)."""
-    t_free = _logit_difference_metrics(z_ref, dz)
-    probability, subspace = {}, {}
+def _subspace_metrics(ids: Tensor, z_ref: Tensor, dz: Tensor, lse: dict) -> dict[float, dict[str, Tensor]]:
+    """Per T, the metrics of the softmax over each row's options ``ids`` [N, K] (-1: no such option) and
+    the options' full-vocabulary log-probabilities, from ``lse[T]`` = logsumexp(z_ref/T), logsumexp(z_var/T).
+
+    An absent option gets logit −inf and Δz = 0 (no mass), and NaN log-probabilities.
+    """
+    real = ids != OPTION_PAD
+    counts = real.sum(dim=1)
+    safe = ids.clamp_min(0)
+    sub_ref = z_ref.gather(1, safe).masked_fill_(~real, -math.inf)
+    sub_dz = dz.gather(1, safe).masked_fill_(~real, 0.0)
+    ragged = bool((counts < ids.shape[1]).any())
+    temps = tuple(lse)
+    sums = chunk_sums(sub_ref, sub_dz, temps, _scratch(sub_ref), counts if ragged else None, vector=False)
+    free = _difference_metrics(sums)
+    free["argmax_agree"] = free.pop("top1_agree")
+    subspace = {}
     for t in temps:
-        metrics, lse_ref, lse_var = _probability_metrics(z_ref, dz, t)
-        probability[t] = {**metrics, **t_free}
-        if ids is not None:
-            subspace[t] = _subspace_metrics(z_ref, dz, ids, t, lse_ref, lse_var)
-    return RowMetrics({}, _vector_metrics(z_ref, dz), probability, subspace)
+        metrics = {**_probability_metrics(sums.probability[t], t), **free}
+        lse_ref, lse_var = lse[t]
+        logp_ref = (sub_ref / t - lse_ref[:, None]).masked_fill_(~real, math.nan)
+        logp_var = ((sub_ref + sub_dz) / t - lse_var[:, None]).masked_fill_(~real, math.nan)
+        for k in range(ids.shape[1]):
+            metrics[f"logp_ref_{k}"] = logp_ref[:, k]
+            metrics[f"logp_var_{k}"] = logp_var[:, k]
+        subspace[t] = _ordered(metrics, SUBSPACE_METRICS)
+    return subspace
 
 
-def _vector_metrics(ref: Tensor, delta: Tensor) -> dict[str, Tensor]:
-    _, alpha, orth_rel_sq = _decompose(ref, delta)
+def _scratch(like: Tensor) -> Scratch:
+    return Scratch(like.shape[0], like.shape[1], like.device)
+
+
+def _log_normalisers(sums: Tensor) -> tuple[Tensor, Tensor]:
+    """logsumexp(z_ref/T) and logsumexp(z_var/T) from the sums of :func:`.fused.probability_sums`."""
+    s, neg_top, neg_shift = (sums[:, PROBABILITY_SUMS.index(name)] for name in ("s", "neg_top", "neg_shift"))
+    lse_ref = s.log() - neg_top
+    return lse_ref, lse_ref - neg_shift
+
+
+def _embedding_metrics(ref: Tensor, delta: Tensor) -> dict[str, Tensor]:
+    return _vector_metrics(torch.stack(vector_sums(ref, delta, [torch.empty_like(ref)]), dim=1))
+
+
+def _vector_metrics(sums: Tensor) -> dict[str, Tensor]:
+    """The vector metrics from the per-row sums of :func:`.fused.vector_sums`."""
+    ref_sq, dot, orth_norm = sums.unbind(1)
+    alpha, orth_rel_sq = dot / ref_sq, orth_norm.square() / ref_sq
     cos, one_minus_cos = _cosines(alpha, orth_rel_sq)
     return {
         "cos": cos,
@@ -194,12 +311,28 @@ def _vector_metrics(ref: Tensor, delta: Tensor) -> dict[str, Tensor]:
     }
 
 
-def _decompose(ref: Tensor, delta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """‖ref‖², α = ref·Δ/‖ref‖² and ‖Δ⊥‖²/‖ref‖², where var = (1 + α)·ref + Δ⊥ exactly."""
-    ref_sq = _rowdot(ref, ref)
-    alpha = _rowdot(ref, delta) / ref_sq
-    orth = torch.addcmul(delta, ref, alpha[:, None], value=-1.0)
-    return ref_sq, alpha, _rowdot(orth, orth) / ref_sq
+def _difference_metrics(sums: ChunkSums) -> dict[str, Tensor]:
+    """The T-independent probability metrics: var_uniform, rms_dz (logit units) and top1_agree."""
+    centred_norm, dz_norm = sums.spread[:, 0], sums.spread[:, 1]
+    return {
+        "var_uniform": centred_norm.square() / sums.entries,
+        "rms_dz": dz_norm / sums.entries.sqrt(),
+        "top1_agree": sums.top1_agree,
+    }
+
+
+def _probability_metrics(sums: Tensor, t: float) -> dict[str, Tensor]:
+    """The T-dependent metrics from the per-row sums of :func:`.fused.probability_sums` (p̃ = s·p)."""
+    s, p_sq, p_dp, orth_norm, kl, abs_dp, var_p, var_r_norm = sums[:, :8].unbind(1)
+    cos, one_minus_cos = _cosines(p_dp / p_sq, orth_norm.square() / p_sq)
+    return {
+        "cos": cos,
+        "one_minus_cos": one_minus_cos,
+        "kl": (kl / s).clamp_min(0.0),  # the clamp only meets rounding
+        "kl_estimate": var_p / s / (2 * t * t),
+        "cos_estimate": var_r_norm.square() / p_sq / (2 * t * t),
+        "total_variation": 0.5 * abs_dp / s,
+    }
 
 
 def _cosines(alpha: Tensor, orth_rel_sq: Tensor) -> tuple[Tensor, Tensor]:
@@ -210,77 +343,13 @@ def _cosines(alpha: Tensor, orth_rel_sq: Tensor) -> tuple[Tensor, Tensor]:
     return cos, torch.where(cos > 0, stable, 1.0 - cos)
 
 
-def _probability_metrics(z_ref: Tensor, dz: Tensor, t: float) -> tuple[dict[str, Tensor], Tensor, Tensor]:
-    """Metrics that depend on T, and the log-normalisers logsumexp(z/T) of the reference and the variant."""
-    scaled_ref, scaled_dz = (z_ref, dz) if t == 1.0 else (z_ref / t, dz / t)
-    log_p = torch.log_softmax(scaled_ref, dim=-1)
-    p = log_p.exp()
-    p_sum = p.sum(dim=-1)
-    # log(q/p) = Δz/T − log E_p[exp(Δz/T)], from the logit difference rather than from two rounded
-    # log-softmaxes; dividing by Σp removes the rounding of the normaliser, which KL feels to second order.
-    log_shift = torch.logsumexp(log_p + scaled_dz, dim=-1) - p_sum.log()
-    log_ratio = scaled_dz - log_shift[:, None]
-    ratio_m1 = log_ratio.expm1()  # q/p − 1
-    dp = p * ratio_m1  # q − p, accurate when small
-    # KL = Σ p (q/p − 1 − log(q/p)): every term is >= 0, so the sum does not cancel.
-    kl_terms = p * _expm1_minus_identity(log_ratio, ratio_m1)
-    if log_ratio.max() > _MAX_LOG_RATIO:  # q/p beyond fp32 where p underflows: take q − p directly
-        overflow = log_ratio > _MAX_LOG_RATIO
-        dp = torch.where(overflow, (log_p + log_ratio).exp() - p, dp)
-        kl_terms = torch.where(overflow, dp - p * log_ratio, kl_terms)
-    p_sq, alpha, orth_rel_sq = _decompose(p, dp)
-    cos, one_minus_cos = _cosines(alpha, orth_rel_sq)
-    # Var_p(Δz) and Var_r(Δz) with r = p²/Σp², both two-pass (no E[x²] − E[x]² cancellation).
-    p_dz = p * dz
-    mean_p = p_dz.sum(dim=-1) / p_sum
-    mean_r = _rowdot(p, p_dz) / p_sq
-    var_p = _rowdot(p, (dz - mean_p[:, None]).square()) / p_sum
-    var_r = (p * (dz - mean_r[:, None])).square().sum(dim=-1) / p_sq
-    metrics = {
-        "cos": cos,
-        "one_minus_cos": one_minus_cos,
-        "kl": kl_terms.sum(dim=-1).clamp_min(0.0),  # the clamp only meets rounding
-        "kl_estimate": var_p / (2 * t * t),
-        "cos_estimate": var_r / (2 * t * t),
-        "total_variation": 0.5 * dp.abs().sum(dim=-1),
-    }
-    # At the top token, log p = z/T − logsumexp(z/T) holds with the least rounding.
-    lse_ref = scaled_ref.amax(dim=-1) - log_p.amax(dim=-1)
-    return metrics, lse_ref, lse_ref + log_shift
+def _ordered(metrics: dict[str, Tensor], order: tuple[str, ...]) -> dict[str, Tensor]:
+    """``metrics`` with the names of ``order`` first, in that order (the option log-probs follow)."""
+    return {**{name: metrics[name] for name in order}, **{k: v for k, v in metrics.items() if k not in order}}
 
 
-def _logit_difference_metrics(z_ref: Tensor, dz: Tensor) -> dict[str, Tensor]:
-    """The probability-space metrics that do not depend on T: spread of Δz and top-1 agreement."""
-    centred = dz - dz.mean(dim=-1, keepdim=True)
-    return {
-        "var_uniform": _rowdot(centred, centred) / dz.shape[-1],
-        "rms_dz": torch.linalg.vector_norm(dz, dim=-1) / math.sqrt(dz.shape[-1]),
-        "top1_agree": (z_ref.argmax(dim=-1) == (z_ref + dz).argmax(dim=-1)).float(),
-    }
-
-
-def _subspace_metrics(z_ref, dz, ids, t, lse_ref, lse_var) -> dict[str, Tensor]:
-    sub_ref, sub_dz = z_ref.gather(1, ids), dz.gather(1, ids)
-    sub_var = sub_ref + sub_dz
-    metrics = {**_probability_metrics(sub_ref, sub_dz, t)[0], **_logit_difference_metrics(sub_ref, sub_dz)}
-    metrics = {("argmax_agree" if k == "top1_agree" else k): v for k, v in metrics.items()}
-    logp_ref = sub_ref / t - lse_ref[:, None]
-    logp_var = sub_var / t - lse_var[:, None]
-    for k in range(ids.shape[1]):
-        metrics[f"logp_ref_{k}"] = logp_ref[:, k]
-        metrics[f"logp_var_{k}"] = logp_var[:, k]
-    return metrics
-
-
-def _expm1_minus_identity(x: Tensor, expm1_x: Tensor) -> Tensor:
-    """e^x − 1 − x; for |x| < 0.1 from its Taylor series, since the difference loses digits like eps/x."""
-    x_sq = x.square()
-    series = x.mul(1 / 120).add_(1 / 24).mul_(x).add_(1 / 6).mul_(x).add_(1 / 2).mul_(x_sq)
-    return torch.where(x_sq < 0.01, series, expm1_x - x)  # series error there: x⁴/360 relative
-
-
-def _rowdot(a: Tensor, b: Tensor) -> Tensor:
-    return torch.linalg.vecdot(a, b, dim=-1)
+def _cat_dicts(parts: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    return {k: torch.cat([d[k] for d in parts]) for k in parts[0]}
 
 
 def _expand_ids(option_ids: Tensor, z: Tensor) -> Tensor:
@@ -313,19 +382,28 @@ def _check_inputs(h_ref, h_var, head, temperatures, option_ids, chunk_rows) -> t
 def _check_option_ids(ids: Tensor, n: int, vocab: int) -> None:
     if ids.dtype.is_floating_point or ids.ndim not in (1, 2) or (ids.ndim == 2 and ids.shape[0] != n):
         raise ValueError(f"option_ids must be integer [K] or [N={n}, K]; got {ids.dtype} {tuple(ids.shape)}")
-    if ids.shape[-1] < 2:
-        raise ValueError(f"option_ids needs at least 2 options per row; got {ids.shape[-1]}")
-    if ids.min() < 0 or ids.max() >= vocab:
-        raise ValueError(f"option_ids must lie in [0, {vocab}); got {ids.min().item()}..{ids.max().item()}")
     rows = ids if ids.ndim == 2 else ids[None]
-    sorted_ids = rows.sort(dim=1).values
-    _raise_at_first((sorted_ids[:, 1:] == sorted_ids[:, :-1]).any(dim=1), "option_ids repeat a token id in row")
+    real = rows != OPTION_PAD if ids.ndim == 2 else torch.ones_like(rows, dtype=torch.bool)
+    values = rows[real]
+    if values.numel() and (values.min() < 0 or values.max() >= vocab):
+        pad = f" (or {OPTION_PAD} after a row's last option)" if ids.ndim == 2 else ""
+        raise ValueError(f"option_ids must lie in [0, {vocab}){pad}; got {values.min().item()}..{values.max().item()}")
+    _raise_at_first(real.sum(dim=1) < 2, "option_ids needs at least 2 options per row; fewer in row")
+    after_pad = (real[:, 1:] & ~real[:, :-1]).any(dim=1)
+    _raise_at_first(after_pad, f"option_ids has an option after the pad {OPTION_PAD} in row")
+    sorted_ids = rows.masked_fill(~real, OPTION_PAD).sort(dim=1).values
+    repeats = (sorted_ids[:, 1:] == sorted_ids[:, :-1]) & (sorted_ids[:, 1:] != OPTION_PAD)
+    _raise_at_first(repeats.any(dim=1), "option_ids repeat a token id in row")
 
 
 def _check_finite(chunk: RowMetrics, start: int) -> None:
     for space, t, name, values in chunk.blocks():
         where = f"metric {name!r} (space {space}" + (f", T={t})" if t is not None else ")")
-        _raise_at_first(~torch.isfinite(values), f"{where} is not finite (input too large for fp32?) at row", start)
+        bad = ~torch.isfinite(values)
+        present = chunk.present(space, name)
+        if present is not None:
+            bad &= present
+        _raise_at_first(bad, f"{where} is not finite (input too large for fp32?) at row", start)
 
 
 def _raise_at_first(bad: Tensor, message: str, offset: int = 0) -> None:
@@ -334,13 +412,14 @@ def _raise_at_first(bad: Tensor, message: str, offset: int = 0) -> None:
 
 
 def _concat(parts: list[RowMetrics]) -> RowMetrics:
-    def cat(dicts):
-        return {k: torch.cat([d[k] for d in dicts]) for k in dicts[0]}
-
     first = parts[0]
+    cat = _cat_dicts
+
+    counts = None if first.option_counts is None else torch.cat([p.option_counts for p in parts])
     return RowMetrics(
         embedding=cat([p.embedding for p in parts]),
         logit=cat([p.logit for p in parts]),
         probability={t: cat([p.probability[t] for p in parts]) for t in first.probability},
         subspace={t: cat([p.subspace[t] for p in parts]) for t in first.subspace},
+        option_counts=counts,
     )

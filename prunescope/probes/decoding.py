@@ -1,26 +1,35 @@
-"""A manual decoding loop with the KV cache that reproduces stock ``model.generate`` token for token.
+"""A batched decoding loop with the KV cache that reproduces stock ``model.generate`` token for token.
 
 The probes need to act at every decoding step (record hidden states, run a second model's sublayer on the
-same inputs), so they decode with this loop instead of ``generate``. It makes exactly the calls that
-transformers 5.24 ``generate`` makes for one unpadded sequence:
+same inputs), so they decode with this loop instead of ``generate``. It makes the calls that transformers
+5.24 ``generate`` makes for a left-padded batch:
 
-- prefill: ``model(input_ids=prompt, use_cache=True)`` (full logits, a ``DynamicCache`` built from the
-  config); then one ``model(input_ids=[[token]], cache=cache, use_cache=True)`` per new token;
+- left padding with an attention mask, and explicit position ids as ``generate`` derives them
+  (``_prepare_position_ids_for_generation``: ``cumsum(mask) - 1``, 0 on padding; then the last position + 1
+  per new token). transformers 5 models derive positions from the cache length when none are given,
+  which is wrong for a left-padded row, so they are always passed. As ``generate`` does, the mask is left
+  out when no row of the forward has padding (a batch of one never has);
+- prefill over the padded prompts, then one forward over the chosen token of every running row per step,
+  all with ``use_cache=True`` and ``logits_to_keep=1``: the LM head runs on the last position only, the
+  only one read (``generate`` sets the same);
 - token choice (``GenerationMixin._sample``): the last position's logits cast to fp32; greedy ``argmax`` when
   ``temperature == 0``; otherwise ``logits / T`` (``TemperatureLogitsWarper``, skipped when T == 1),
   ``softmax`` and ``torch.multinomial(probs, 1)``. No top-k / top-p / repetition warpers: this equals
   ``generate(do_sample=True, temperature=T, top_k=0, top_p=1.0)``;
-- stop after an end-of-sequence token (which is kept) or after ``max_new_tokens`` tokens;
-- no attention mask: every prompt token is attended. ``generate`` does the same only when it cannot infer
-  padding; it masks every prompt token equal to ``pad_token_id`` if that differs from the EOS ids (with
-  SmolLM2, pad = ``<|im_end|>``, which the chat template contains, once ``eos_token_id=None``). Compare with
-  ``generate(ids, attention_mask=torch.ones_like(ids), ...)``.
+- per-row stop after an end-of-sequence token (which is kept) or after ``max_new_tokens`` tokens. A row
+  that stopped leaves the batch (its cache rows are dropped, ``Cache.batch_select_indices``) where
+  ``generate`` would keep feeding it padding; rows never interact, so the other rows do not change.
 
-Sampling draws from a private ``torch.Generator`` seeded with ``seed``; a fresh generator seeded with ``s``
-yields the same stream as the global one after ``torch.manual_seed(s)``, and ``generate`` draws nothing else
-from the global RNG, so the tokens equal ``torch.manual_seed(seed); model.generate(...)`` without touching
-global RNG state. The model's own ``generation_config`` (warpers, penalties) is deliberately ignored: these
-settings are the whole decoding definition, and they are recorded with every probe output.
+Random streams (what makes results independent of the batch): each prompt samples from its own
+``torch.Generator`` seeded with :func:`prompt_seed` ``(seed, prompt_id)`` — a stable hash of the settings'
+seed and the prompt's id, never of its index or of the other prompts — and every draw of a row comes from
+its row's generator (``torch.multinomial`` on that row alone). A fresh generator seeded with ``s`` yields
+the same stream as the global one after ``torch.manual_seed(s)``, so one prompt's tokens equal
+``torch.manual_seed(prompt_seed(seed, prompt_id)); model.generate(...)`` of that prompt alone, the global
+RNG state is never touched, and batch 1 and batch N give the same tokens (vectors agree to fp32
+tolerance: padded batched matmuls are not bitwise equal to unpadded ones). The model's own
+``generation_config`` (warpers, penalties) is deliberately ignored: these settings are the whole decoding
+definition, and they are recorded with every probe output.
 
 Step numbering, used by every probe: step 0 is the prefill forward (its last position chooses the first new
 token); step t > 0 is the forward over the token chosen at step t - 1.
@@ -28,33 +37,45 @@ token); step t > 0 is the forward over the token chosen at step t - 1.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import hashlib
+import inspect
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 
 from prunescope.adapter import model_parts
 
-# Called after every forward with (step, model output, the token chosen at this step).
-StepHook = Callable[[int, object, int], None]
+# Called after every forward with (step, model output, tokens chosen at this step, rows): ``rows[j]`` is the
+# index in the batch of the forward's row j (rows leave the batch when they stop).
+StepHook = Callable[[int, object, list[int], list[int]], None]
+# Called before the next forward when rows stopped, with the positions (in the last forward) of the rows
+# that go on: anything batched alongside the model's cache must keep the same rows.
+KeepHook = Callable[[torch.Tensor], None]
+
+PAD_ID = 0  # what fills left padding; masked out, so any id of the vocabulary would do
 
 
 @dataclass(frozen=True)
 class DecodingSettings:
-    """How a probe decodes. ``temperature == 0`` means greedy; ``eos_token_ids=None`` uses the model's."""
+    """How a probe decodes. ``temperature == 0`` means greedy; ``eos_token_ids=None`` uses the model's.
 
-    temperature: float = 1.0
-    max_new_tokens: int = 64
-    seed: int = 0
-    eos_token_ids: tuple[int, ...] | None = None
+    No defaults: the config schema is the one source of them (``probes.temperature/seed/max_new_tokens``).
+    """
+
+    temperature: float
+    max_new_tokens: int
+    seed: int
+    eos_token_ids: tuple[int, ...] | None
 
     def __post_init__(self):
         if not self.temperature >= 0:
             raise ValueError(f"decoding temperature must be >= 0 (0 = greedy), got {self.temperature!r}")
         if not (isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1):
             raise ValueError(f"decoding max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}")
+        if not isinstance(self.seed, int):
+            raise ValueError(f"decoding seed must be an integer, got {self.seed!r}")
 
     def as_settings(self) -> dict:
         """The settings as recorded in Parquet metadata."""
@@ -63,8 +84,10 @@ class DecodingSettings:
             "sampling": "greedy" if self.temperature == 0 else "multinomial, top_k=0, top_p=1.0",
             "max_new_tokens": self.max_new_tokens,
             "seed": self.seed,
+            "random_stream": "one torch.Generator per prompt, seeded with "
+            "int.from_bytes(sha256(f'{seed}/{prompt_id}')[:8], 'little') >> 1",
             "eos_token_ids": list(self.eos_token_ids) if self.eos_token_ids is not None else None,
-            "stop": "after the first end-of-sequence token (kept) or max_new_tokens",
+            "stop": "per prompt, after the first end-of-sequence token (kept) or max_new_tokens",
         }
 
 
@@ -77,14 +100,58 @@ class Decoded:
     stopped_at_eos: bool = False
 
 
-def as_input_ids(ids: Sequence[int] | torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A (1, n) LongTensor on ``device`` from a list of ids, a 1-D or a (1, n) tensor."""
+def prompt_seed(seed: int, prompt_id: str) -> int:
+    """The seed of one prompt's random stream: a stable hash of (settings seed, prompt id), 63 bits."""
+    digest = hashlib.sha256(f"{seed}/{prompt_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def as_token_list(ids: Sequence[int] | torch.Tensor) -> list[int]:
+    """A list of ids from a list, a 1-D or a (1, n) tensor; one non-empty sequence."""
     tensor = torch.as_tensor(ids, dtype=torch.long)
-    if tensor.ndim == 1:
-        tensor = tensor[None]
-    if tensor.ndim != 2 or tensor.shape[0] != 1 or tensor.shape[1] == 0:
+    if tensor.ndim == 2 and tensor.shape[0] == 1:
+        tensor = tensor[0]
+    if tensor.ndim != 1 or tensor.shape[0] == 0:
         raise ValueError(f"input ids must be one non-empty sequence, got shape {tuple(tensor.shape)}")
-    return tensor.to(device)
+    return tensor.tolist()
+
+
+def batches(prompts: Mapping[str, Sequence[int] | torch.Tensor], batch_size: int) -> Iterator[list[str]]:
+    """Prompt ids in batches of at most ``batch_size``, longest prompts first so that a batch pads little.
+
+    The grouping only saves padding: no result depends on it.
+    """
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"probe batch_size must be an integer >= 1, got {batch_size!r}")
+    lengths = {prompt_id: len(as_token_list(ids)) for prompt_id, ids in prompts.items()}
+    order = sorted(lengths, key=lambda prompt_id: -lengths[prompt_id])  # stable: ties keep the given order
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
+def left_pad(batch: Sequence[list[int]], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(input ids, attention mask, position ids) of a left-padded batch, positions as ``generate`` sets them."""
+    width = max(len(ids) for ids in batch)
+    input_ids = torch.full((len(batch), width), PAD_ID, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, ids in enumerate(batch):
+        input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+        mask[row, width - len(ids) :] = 1
+    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    return input_ids.to(device), mask.to(device), positions.to(device)
+
+
+def forward_kwargs(model, mask: torch.Tensor, positions: torch.Tensor) -> dict:
+    """Mask (only when some row is padded, as ``generate``), positions and ``logits_to_keep=1``."""
+    kwargs = {"attention_mask": None if bool(mask.all()) else mask, "position_ids": positions}
+    if supports_logits_to_keep(model):
+        kwargs["logits_to_keep"] = 1
+    return kwargs
+
+
+def supports_logits_to_keep(model) -> bool:
+    """Whether the model's forward can skip the LM head on all positions but the last (as ``generate`` asks)."""
+    return "logits_to_keep" in inspect.signature(model.forward).parameters
 
 
 def eos_ids(model, settings: DecodingSettings) -> set[int]:
@@ -99,12 +166,12 @@ def eos_ids(model, settings: DecodingSettings) -> set[int]:
 
 @contextmanager
 def capture_final_hidden(model) -> Iterator[list[torch.Tensor]]:
-    """Collect the final norm's output at the last position, once per forward (what the LM head reads)."""
+    """Collect the final norm's output at the last position, once per forward: (rows, hidden) each."""
     captured: list[torch.Tensor] = []
 
     def hook(_module, _args, output):
         out = output[0] if isinstance(output, tuple) else output
-        captured.append(out[0, -1].detach().clone())
+        captured.append(out[:, -1].detach().clone())
 
     handle = model_parts(model).final_norm.register_forward_hook(hook)
     try:
@@ -113,60 +180,125 @@ def capture_final_hidden(model) -> Iterator[list[torch.Tensor]]:
         handle.remove()
 
 
-def choose_token(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> int:
-    """Pick the next token from the last-position logits exactly as ``GenerationMixin._sample`` does."""
+def choose_tokens(logits: torch.Tensor, temperature: float, generators: Sequence[torch.Generator] | None) -> list[int]:
+    """Next tokens from (rows, vocab) last-position logits exactly as ``GenerationMixin._sample`` picks them;
+    row j samples with ``generators[j]`` alone."""
     scores = logits.to(copy=True, dtype=torch.float32)
     if temperature == 0:
-        return int(torch.argmax(scores, dim=-1))
+        return torch.argmax(scores, dim=-1).tolist()
     if temperature != 1.0:
         scores = scores / temperature
     probs = torch.nn.functional.softmax(scores, dim=-1)
-    return int(torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1))
+    return [int(torch.multinomial(probs[j : j + 1], num_samples=1, generator=g)) for j, g in enumerate(generators)]
 
 
 @torch.no_grad()
-def decode(
+def decode_batch(
     model,
-    input_ids: Sequence[int] | torch.Tensor,
+    batch: Sequence[Sequence[int] | torch.Tensor],
     settings: DecodingSettings,
     *,
-    forced_tokens: Sequence[int] | None = None,
+    seeds: Sequence[int] | None = None,
+    forced_tokens: Sequence[Sequence[int]] | None = None,
     on_step: StepHook | None = None,
+    on_keep: KeepHook | None = None,
     record_final_hidden: bool = False,
-) -> Decoded:
-    """Decode one prompt with the KV cache; see the module docstring for the exact semantics.
+) -> list[Decoded]:
+    """Decode a batch of prompts together; see the module docstring for the exact semantics.
 
-    ``forced_tokens`` turns the loop into teacher forcing: the model is fed these tokens instead of its own
-    choices (one forward per forced token, the same calls as free decoding), and no EOS check applies.
-    ``on_step(step, output, token)`` runs after each forward, while forward hooks' state is still current.
+    ``seeds[j]`` seeds row j's random stream (required when sampling; :func:`decode` passes
+    :func:`prompt_seed`). ``forced_tokens[j]`` turns row j into teacher forcing: the model is fed these
+    tokens instead of its own choices (one forward per token, the same calls as free decoding) and no EOS
+    check applies; with forcing, every row is forced. ``on_step`` runs after each forward, while forward
+    hooks' state is still current; ``on_keep`` when rows leave the batch (see :data:`KeepHook`).
     """
     device = next(model.parameters()).device
-    ids = as_input_ids(input_ids, device)
-    generator = None
+    prompts = [as_token_list(ids) for ids in batch]
+    if forced_tokens is not None:
+        if len(forced_tokens) != len(prompts) or any(len(f) == 0 for f in forced_tokens):
+            raise ValueError("forced_tokens needs one non-empty token list per prompt of the batch")
+        limits = [len(f) for f in forced_tokens]
+        stop_tokens: set[int] = set()
+    else:
+        limits = [settings.max_new_tokens] * len(prompts)
+        stop_tokens = eos_ids(model, settings)
+    generators = None
     if settings.temperature > 0 and forced_tokens is None:
-        generator = torch.Generator(device=device).manual_seed(settings.seed)
-    stop_tokens = eos_ids(model, settings) if forced_tokens is None else set()
-    n_steps = settings.max_new_tokens if forced_tokens is None else len(forced_tokens)
+        if seeds is None or len(seeds) != len(prompts):
+            raise ValueError("sampling needs one seed per prompt of the batch (see prompt_seed)")
+        generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
 
-    tokens: list[int] = []
+    input_ids, mask, positions = left_pad(prompts, device)
+    tokens: list[list[int]] = [[] for _ in prompts]
+    hidden: list[list[torch.Tensor]] = [[] for _ in prompts]
+    stopped = [False] * len(prompts)
+    rows = list(range(len(prompts)))  # batch index of each row of the current forward
     cache = None
-    stopped = False
     with capture_final_hidden(model) if record_final_hidden else nullcontext() as finals:
-        for step in range(n_steps):
-            output = model(input_ids=ids, cache=cache, use_cache=True)
+        for step in range(max(limits)):
+            output = model(input_ids=input_ids, cache=cache, use_cache=True, **forward_kwargs(model, mask, positions))
             cache = output.cache
             if forced_tokens is None:
-                token = choose_token(output.logits[:, -1], settings.temperature, generator)
+                chosen = choose_tokens(output.logits[:, -1], settings.temperature,
+                                       None if generators is None else [generators[r] for r in rows])
             else:
-                token = int(forced_tokens[step])
-            tokens.append(token)
+                chosen = [int(forced_tokens[r][step]) for r in rows]
+            for j, (row, token) in enumerate(zip(rows, chosen)):
+                tokens[row].append(token)
+                if record_final_hidden:
+                    hidden[row].append(finals[-1][j])
             if on_step is not None:
-                on_step(step, output, token)
-            del output  # the prefill logits are (prompt, vocab); do not keep them through the loop
-            if token in stop_tokens:
-                stopped = True
+                on_step(step, output, chosen, list(rows))
+            del output  # the prefill's activations; do not keep them through the loop
+            if record_final_hidden:
+                finals.clear()
+            keep = []
+            for j, (row, token) in enumerate(zip(rows, chosen)):
+                if token in stop_tokens:
+                    stopped[row] = True
+                elif len(tokens[row]) < limits[row]:
+                    keep.append(j)
+            if not keep:
                 break
-            ids = torch.tensor([[token]], dtype=torch.long, device=device)
-    final_hidden = torch.stack(finals).float().cpu() if record_final_hidden else None
-    return Decoded(tokens=tokens, final_hidden=final_hidden, stopped_at_eos=stopped)
+            next_ids = torch.tensor(chosen, dtype=torch.long, device=device)[:, None]
+            if len(keep) < len(rows):
+                index = torch.tensor(keep, dtype=torch.long, device=device)
+                cache.batch_select_indices(index)
+                mask, positions, next_ids = mask[index], positions[index], next_ids[index]
+                rows = [rows[j] for j in keep]
+                if on_keep is not None:
+                    on_keep(index)
+            input_ids = next_ids
+            mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=-1)
+            positions = positions[:, -1:] + 1
+    return [
+        Decoded(tokens=tokens[row], stopped_at_eos=stopped[row],
+                final_hidden=torch.stack(hidden[row]).float().cpu() if record_final_hidden else None)
+        for row in range(len(prompts))
+    ]
 
+
+def decode(
+    model,
+    prompts: Mapping[str, Sequence[int] | torch.Tensor],
+    settings: DecodingSettings,
+    *,
+    batch_size: int = 1,
+    forced_tokens: Mapping[str, Sequence[int]] | None = None,
+    record_final_hidden: bool = False,
+) -> dict[str, Decoded]:
+    """Decode every prompt (``prompt_id -> input ids``) in batches; prompt ids are the random streams' keys."""
+    if forced_tokens is not None:
+        missing = [prompt_id for prompt_id in prompts if prompt_id not in forced_tokens]
+        if missing:
+            raise ValueError(f"forced decoding: no forced tokens for prompts {missing}")
+    decoded: dict[str, Decoded] = {}
+    for ids in batches(prompts, batch_size):
+        results = decode_batch(
+            model, [prompts[i] for i in ids], settings,
+            seeds=[prompt_seed(settings.seed, i) for i in ids],
+            forced_tokens=None if forced_tokens is None else [forced_tokens[i] for i in ids],
+            record_final_hidden=record_final_hidden,
+        )
+        decoded.update(zip(ids, results))
+    return {prompt_id: decoded[prompt_id] for prompt_id in prompts}

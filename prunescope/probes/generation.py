@@ -11,7 +11,9 @@ and stored once (``mode = 'reference'``); every variant is then compared against
   its error is the per-step error alone, without what the history accumulated (paper App. E).
 
 Both modes run the same cached one-token-per-forward loop as the dense run, so a variant identical to the
-dense model reproduces the reference bit for bit.
+dense model, run with the same ``batch_size``, reproduces the reference bit for bit. Every function takes
+``batch_size`` prompts per forward (left padding, per-row stop, one random stream per prompt: see
+:mod:`prunescope.probes.decoding`); tokens do not depend on it and vectors only to fp32 tolerance.
 
 Rows (``sublayer = 'final'``, ``layer = -1``): reference rows carry ``h_ref`` and ``token_ref``; variant rows
 carry ``h_var`` and ``token_var`` (the variant's choice in ``free`` mode, the fed dense token in ``forced``
@@ -41,14 +43,11 @@ class Trajectory:
 
 
 def dense_trajectories(
-    dense, prompts: Mapping[str, Sequence[int] | torch.Tensor], settings: DecodingSettings
+    dense, prompts: Mapping[str, Sequence[int] | torch.Tensor], settings: DecodingSettings, *, batch_size: int = 1
 ) -> dict[str, Trajectory]:
     """Decode every prompt with the dense model once; the reference every variant is compared with."""
-    trajectories = {}
-    for prompt_id, input_ids in prompts.items():
-        decoded = decode(dense, input_ids, settings, record_final_hidden=True)
-        trajectories[prompt_id] = Trajectory(prompt_id, decoded.tokens, decoded.final_hidden)
-    return trajectories
+    decoded = decode(dense, prompts, settings, batch_size=batch_size, record_final_hidden=True)
+    return {prompt_id: Trajectory(prompt_id, d.tokens, d.final_hidden) for prompt_id, d in decoded.items()}
 
 
 def reference_records(trajectories: Mapping[str, Trajectory]) -> list[dict]:
@@ -66,6 +65,8 @@ def variant_records(
     settings: DecodingSettings,
     reference: Mapping[str, Trajectory],
     mode: str = "free",
+    *,
+    batch_size: int = 1,
 ) -> list[dict]:
     """Decode every prompt with ``variant`` (``free`` or ``forced`` on the reference tokens) and record it."""
     if mode not in GENERATION_MODES:
@@ -73,11 +74,11 @@ def variant_records(
     missing = [prompt_id for prompt_id in prompts if prompt_id not in reference]
     if missing:
         raise ValueError(f"generation probe: no dense reference for prompts {missing}; run dense_trajectories first")
+    forced = {prompt_id: reference[prompt_id].tokens for prompt_id in prompts} if mode == "forced" else None
+    runs = decode(variant, prompts, settings, batch_size=batch_size, forced_tokens=forced, record_final_hidden=True)
     records = []
-    for prompt_id, input_ids in prompts.items():
+    for prompt_id, decoded in runs.items():
         ref = reference[prompt_id]
-        forced = ref.tokens if mode == "forced" else None
-        decoded = decode(variant, input_ids, settings, forced_tokens=forced, record_final_hidden=True)
         for step, token in enumerate(decoded.tokens):
             token_ref = ref.tokens[step] if step < len(ref.tokens) else -1
             records.append(

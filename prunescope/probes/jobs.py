@@ -1,6 +1,8 @@
 """What every probe job shares: reading its prompt set, loading models for analysis, writing its table.
 
 Models for the analyses load in fp32 (as the paper's analysis code does), on the configured device.
+``probes.batch_size: auto`` is sized by :func:`prunescope.batching.probe_batch_size` from the job's
+declared memory, for the longest prompt of the set.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from prunescope.batching import AUTO, Job, probe_batch_size
 from prunescope.device import resolve_device
 from prunescope.io import read_settings
 from prunescope.loading import load_variant
@@ -18,6 +21,14 @@ from prunescope.probes.prompt_sets import read_prompt_set
 from prunescope.probes.schema import probe_settings, write_probe_parquet
 
 ANALYSIS_DTYPE = torch.float32
+# What each probe holds per prompt, for batch sizing: (models resident, KV caches, fp32 vectors kept per
+# decoding step as a function of the layer count L).
+PROBE_MEMORY = {
+    "layerwise-drop": (1, 1, lambda layers: 4 * layers),  # h_ref and h_var of 2L sublayers
+    "layerwise-pruned": (2, 2, lambda layers: 4 * layers),  # + the variant attention's own cache
+    "generation": (1, 1, lambda layers: 1),  # the final hidden state
+    "subspace": (2, 1, lambda layers: 0),  # dense and variant, one forward each, nothing decoded
+}
 
 
 def load_for_analysis(model_dir: str | os.PathLike, variant: str, variant_file: str | None, device: str):
@@ -33,8 +44,22 @@ class ProbeJob:
     def __init__(self, prompt_file: str, decoding: dict | None, vector_dtype: str):
         self.prompts, self.answers, self.kind = read_prompt_set(prompt_file)
         self.chat_template = read_settings(prompt_file)["chat_template"]
-        self.decoding = DecodingSettings(**decoding) if decoding is not None else None
+        # The config has no EOS key: None stops at the model's own generation-config EOS tokens.
+        self.decoding = DecodingSettings(**{"eos_token_ids": None, **decoding}) if decoding is not None else None
         self.vector_dtype = vector_dtype
+
+    def batch_size(self, setting: int | str, probe: str, model_dir: str | os.PathLike, device: str,
+                   resources: dict) -> int:
+        """Prompts per forward for ``probe`` (a key of :data:`PROBE_MEMORY`): ``setting`` if an integer;
+        for ``auto``, what the job's declared memory holds for the longest prompt of this set."""
+        if setting != AUTO:
+            return int(setting)
+        models, caches, vectors = PROBE_MEMORY[probe]
+        job = Job(Path(model_dir), resolve_device(device), ANALYSIS_DTYPE, resources)
+        new_tokens = self.decoding.max_new_tokens if self.decoding is not None else 0
+        return probe_batch_size(AUTO, job, prompt_tokens=max(len(ids) for ids in self.prompts.values()),
+                                new_tokens=new_tokens, models=models, caches=caches,
+                                vectors_per_step=vectors(job.shapes.layers))
 
     def write(self, records, path, *, model: str, variant: str, probe: str, probe_set: str, **extra) -> None:
         settings = probe_settings(

@@ -18,6 +18,11 @@ Two modes:
   attends over the whole context. (The paper's code calls the pruned attention without a cache, so after
   the prefill it sees only the current token; that is a bug, not reproduced here.)
 
+Batches: ``batch_size`` prompts decode together (left padding, per-row stop; see
+:mod:`prunescope.probes.decoding`); the variant's cache drops the rows that stop with the dense one. Each
+prompt samples from its own random stream, so the records do not depend on the batch (tokens exactly,
+vectors to fp32 tolerance).
+
 Records: ``prompt_id, step, layer, sublayer ('attn'|'mlp'), mode, token_ref, token_var, h_ref, h_var`` with
 ``token_ref`` the token the dense model chose at that step (``token_var = -1``: the variant chooses
 nothing here) and the vectors as fp32 CPU tensors.
@@ -32,7 +37,7 @@ import torch
 from transformers import DynamicCache
 
 from prunescope.adapter import ModelParts, model_parts
-from prunescope.probes.decoding import DecodingSettings, decode
+from prunescope.probes.decoding import DecodingSettings, batches, decode_batch, prompt_seed
 
 SUBLAYERS = ("attn", "mlp")
 
@@ -42,42 +47,49 @@ def layerwise_probe(
     prompts: Mapping[str, Sequence[int] | torch.Tensor],
     settings: DecodingSettings,
     variant=None,
+    *,
+    batch_size: int = 1,
 ) -> list[dict]:
-    """Run the probe on every prompt (``prompt_id -> input ids``); ``variant=None`` is drop mode."""
+    """Run the probe on every prompt (``prompt_id -> input ids``), ``batch_size`` prompts per forward;
+    ``variant=None`` is drop mode. Records come in the order of ``prompts``, whatever the batching."""
     dense_parts = model_parts(dense)
     variant_parts = None if variant is None else _check_same_architecture(dense_parts, model_parts(variant))
     mode = "drop" if variant is None else "pruned"
-    records: list[dict] = []
-    for prompt_id, input_ids in prompts.items():
+    per_prompt: dict[str, list[dict]] = {}
+    for ids in batches(prompts, batch_size):
         recorder = _Recorder(dense_parts, variant_parts)
         with recorder.hooked():
-            decoded = decode(dense, input_ids, settings, on_step=recorder.end_step)
-        h_ref, h_var = recorder.stacked()  # (steps, 2L, hidden) each
-        for step, token in enumerate(decoded.tokens):
-            for k in range(h_ref.shape[1]):
-                records.append(
-                    {
-                        "prompt_id": prompt_id,
-                        "step": step,
-                        "layer": k // 2,
-                        "sublayer": SUBLAYERS[k % 2],
-                        "mode": mode,
-                        "token_ref": token,
-                        "token_var": -1,
-                        "h_ref": h_ref[step, k],
-                        "h_var": h_var[step, k],
-                    }
-                )
-    return records
+            decoded = decode_batch(dense, [prompts[i] for i in ids], settings,
+                                   seeds=[prompt_seed(settings.seed, i) for i in ids],
+                                   on_step=recorder.end_step, on_keep=recorder.keep_rows)
+        for row, prompt_id in enumerate(ids):
+            h_ref, h_var = recorder.stacked(row)  # (steps, 2L, hidden) each
+            per_prompt[prompt_id] = [
+                {
+                    "prompt_id": prompt_id,
+                    "step": step,
+                    "layer": k // 2,
+                    "sublayer": SUBLAYERS[k % 2],
+                    "mode": mode,
+                    "token_ref": token,
+                    "token_var": -1,
+                    "h_ref": h_ref[step, k],
+                    "h_var": h_var[step, k],
+                }
+                for step, token in enumerate(decoded[row].tokens)
+                for k in range(h_ref.shape[1])
+            ]
+    return [record for prompt_id in prompts for record in per_prompt[prompt_id]]
 
 
 class _Recorder:
-    """Forward hooks that collect, per decoding step, the last-token residuals of every sublayer.
+    """Forward hooks that collect, per decoding step, the last-token residuals of every sublayer and row.
 
     ``points[2i]`` is the residual entering layer i's attention (the input of ``input_layernorm``),
     ``points[2i + 1]`` the one entering its MLP (the input of ``post_attention_layernorm``) and
-    ``points[2L]`` the last layer's output. Sublayer k then has ``h_ref = points[k + 1]`` and, in drop mode,
-    ``h_var = points[k]``. Vectors stay on the model's device until the prompt is done (one transfer).
+    ``points[2L]`` the last layer's output, each (rows, hidden). Sublayer k then has ``h_ref = points[k + 1]``
+    and, in drop mode, ``h_var = points[k]``. Vectors stay on the model's device until the batch is done
+    (one transfer per step tensor).
     """
 
     def __init__(self, dense: ModelParts, variant: ModelParts | None):
@@ -87,8 +99,9 @@ class _Recorder:
         self.points: list[torch.Tensor | None] = [None] * n_points
         self.variant_out: list[torch.Tensor | None] = [None] * (n_points - 1)
         self.full_inputs: list[torch.Tensor | None] = [None] * (n_points - 1)  # whole-sequence X, pruned mode
-        self.ref_steps: list[torch.Tensor] = []
-        self.var_steps: list[torch.Tensor] = []
+        # Per step: the batch rows of the forward and the (2L, rows, hidden) stacks.
+        self.steps: list[tuple[list[int], torch.Tensor, torch.Tensor]] = []
+        self.on_cpu = False
         # The variant attention's own KV cache, fed the dense inputs; same layer types as the dense cache.
         self.variant_cache = None if variant is None else DynamicCache(config=variant.model.config)
 
@@ -112,7 +125,7 @@ class _Recorder:
     def _residual_in(self, k: int):
         def hook(_module, args):
             x = args[0]
-            self.points[k] = x[0, -1]
+            self.points[k] = x[:, -1]
             if self.variant is not None:
                 self.full_inputs[k] = x
 
@@ -120,7 +133,7 @@ class _Recorder:
 
     def _last_output(self, _module, _args, output):
         out = output[0] if isinstance(output, tuple) else output
-        self.points[-1] = out[0, -1]
+        self.points[-1] = out[:, -1]
 
     def _variant_attn(self, i: int):
         parts = self.variant.layers[i]
@@ -128,10 +141,11 @@ class _Recorder:
         def hook(_module, _args, kwargs, _output):
             x = self.full_inputs[2 * i]
             # Same rotary embeddings, mask and positions as the dense call; only the cache is the variant's.
+            # Every position runs: the variant's cache needs the keys and values of the whole prefill.
             call = {**kwargs, "hidden_states": parts.attn_norm(x), "cache": self.variant_cache}
             out = parts.attn(**call)
             out = out[0] if isinstance(out, tuple) else out
-            self.variant_out[2 * i] = x[0, -1] + out[0, -1]
+            self.variant_out[2 * i] = x[:, -1] + out[:, -1]
 
         return hook
 
@@ -139,25 +153,38 @@ class _Recorder:
         parts = self.variant.layers[i]
 
         def hook(_module, _args, _output):
+            # Every position, like the dense call: the same shapes give the same bits, so a variant equal
+            # to the dense model reproduces h_ref exactly.
             y = self.full_inputs[2 * i + 1]
-            self.variant_out[2 * i + 1] = y[0, -1] + parts.mlp(parts.mlp_norm(y))[0, -1]
+            self.variant_out[2 * i + 1] = y[:, -1] + parts.mlp(parts.mlp_norm(y))[:, -1]
 
         return hook
 
-    def end_step(self, _step: int, _output, _token: int) -> None:
+    def end_step(self, _step: int, _output, _tokens: list[int], rows: list[int]) -> None:
         """Called by the decoding loop after each forward: freeze this step's vectors."""
-        self.ref_steps.append(torch.stack(self.points[1:]))
         var = self.points[:-1] if self.variant is None else self.variant_out
-        self.var_steps.append(torch.stack(var))
+        self.steps.append((rows, torch.stack(self.points[1:]), torch.stack(var)))
         self.points = [None] * len(self.points)
         self.variant_out = [None] * len(self.variant_out)
         self.full_inputs = [None] * len(self.full_inputs)
 
-    def stacked(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return (
-            torch.stack(self.ref_steps).float().cpu(),
-            torch.stack(self.var_steps).float().cpu(),
-        )
+    def keep_rows(self, index: torch.Tensor) -> None:
+        """Rows left the dense batch: the variant's cache keeps the same rows."""
+        if self.variant_cache is not None:
+            self.variant_cache.batch_select_indices(index)
+
+    def stacked(self, row: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(steps, 2L, hidden) fp32 CPU ``h_ref`` and ``h_var`` of batch row ``row``."""
+        if not self.on_cpu:  # once per batch, every step tensor at once
+            self.steps = [(rows, ref.float().cpu(), var.float().cpu()) for rows, ref, var in self.steps]
+            self.on_cpu = True
+        ref, var = [], []
+        for rows, ref_step, var_step in self.steps:
+            if row in rows:
+                j = rows.index(row)
+                ref.append(ref_step[:, j])
+                var.append(var_step[:, j])
+        return torch.stack(ref), torch.stack(var)
 
 
 def _check_same_architecture(dense: ModelParts, variant: ModelParts) -> ModelParts:

@@ -20,14 +20,18 @@ token_ref, token_var    int64                    the token each model chose at t
 h_ref, h_var            list<float32|float16>    dense / variant vector at the last position; null where the
                                                  row has none (generation: reference rows carry only h_ref,
                                                  variant rows only h_var)
-option_tokens           list<int64>              subspace only: ids of the option letters A-D
+option_tokens           list<int64>              subspace only: ids of the prompt's option letters A, B, ... in
+                                                 order (2-5 per row: PIQA 2, ARC 3-5, HellaSwag 4)
+option_form             string                   subspace only: which spelling of the letters those ids are,
+                                                 ``bare`` (``"A"``) or ``spaced`` (``" A"``), chosen per prompt
+                                                 by :mod:`prunescope.probes.options`
 answer                  string                   subspace only: gold letter (``""`` if unknown)
 ======================  =======================  =====================================================
 
 Key and token columns are never null (-1 marks "not applicable"), so DuckDB joins and filters need no
 ``IS NULL`` cases. Vectors are stored as ``list<float32>`` by default; ``vector_dtype='float16'`` halves the
-file (DuckDB reads both as ``FLOAT[]``). Settings (decoding, chat template, dtypes, option-token form,
-conventions) go into the file's metadata through :func:`prunescope.io.write_parquet`.
+file (DuckDB reads both as ``FLOAT[]``). Settings (decoding, chat template, dtypes, conventions) go into
+the file's metadata through :func:`prunescope.io.write_parquet`.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ TOKEN_FIELDS = [pa.field("token_ref", pa.int64(), nullable=False), pa.field("tok
 EXTRA_FIELDS = {
     "subspace": [
         pa.field("option_tokens", pa.list_(pa.int64()), nullable=False),
+        pa.field("option_form", pa.string(), nullable=False),
         pa.field("answer", pa.string(), nullable=False),
     ]
 }
@@ -102,6 +107,9 @@ def records_to_table(
         if field.name in ("h_ref", "h_var"):
             columns[field.name] = _vector_column([r[field.name] for r in records], field.type, vector_dtype)
         else:
+            missing = [r.get("prompt_id") for r in records if field.name not in r]
+            if missing:
+                raise ValueError(f"{probe} records lack the column {field.name!r} (prompts {missing[:5]})")
             columns[field.name] = [r[field.name] for r in records]
     return pa.table(columns, schema=schema)
 
@@ -112,17 +120,16 @@ def probe_settings(
     chat_template: bool,
     model_dtype: str,
     vector_dtype: str = "float32",
-    option_token_form: str | None = None,
     **extra,
 ) -> dict:
     """The metadata a probe file carries: decoding (``DecodingSettings.as_settings()``), chat-template use,
-    the model dtype, the vector storage dtype, the option-token form (subspace) and the conventions."""
+    the model dtype, the vector storage dtype and the conventions (the subspace probe's option-token form
+    is a column, per prompt)."""
     return {
         "decoding": decoding,
         "chat_template": chat_template,
         "model_dtype": model_dtype,
         "vector_dtype": vector_dtype,
-        "option_token_form": option_token_form,
         "conventions": CONVENTIONS,
         **extra,
     }
