@@ -107,10 +107,26 @@ def metrics_rules(run: RunTargets, config: dict[str, Any]) -> list[RuleRecord]:
             outputs=paths.fill_each(paths.METRICS, "probe_set", sets, probe=probe),
             log=log, benchmark=benchmark, inputs=inputs, loads_variant=False,
             resources={"mem_mb": 8000, "runtime": 60},
-            params={"temperatures": config["metrics"]["temperatures"], "device": config["device"],
+            params={"temperatures": metrics_temperatures(config, probe), "device": config["device"],
                     "script": "metrics", "apply_final_norm": final_norm},
         ))
     return records
+
+
+def metrics_temperatures(config: dict[str, Any], probe: str):
+    """The temperatures of a metrics rule: ``metrics.temperatures``, plus ``metrics.ablation_temperatures``
+    for the dense model's drop-mode layer-wise table only (the Fig 11 ablation reads no other table). For
+    the layer-wise rule this is a function of the job's wildcards, so each job's params hold its own list."""
+    temperatures = [float(t) for t in config["metrics"]["temperatures"]]
+    ablation = [float(t) for t in config["metrics"].get("ablation_temperatures", [])]
+    if probe != "layerwise" or not set(ablation) - set(temperatures):
+        return temperatures
+    dense = sorted(set(temperatures) | set(ablation))
+
+    def per_variant(wildcards, dense=tuple(dense), others=tuple(temperatures)):
+        return list(dense if wildcards.variant == "dense" else others)
+
+    return per_variant
 
 
 def rewrite_rules(config: dict[str, Any]) -> list[RuleRecord]:

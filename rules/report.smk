@@ -108,6 +108,7 @@ rule report_page:
             "probe sets": list(RUN.probe_sets),
             "report temperature T": REPORT_TEMPERATURE,
             "metrics temperatures": TEMPERATURES,
+            "ablation temperatures (dense drop-mode layer-wise only)": config["metrics"]["ablation_temperatures"],
         },
     log:
         "logs/report/page.log",

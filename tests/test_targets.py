@@ -180,3 +180,21 @@ def test_subspace_needs_a_multiple_choice_set(tmp_path):
 def test_the_shipped_configs_pass_the_parse_time_checks(tmp_path):
     for name in ("config.yaml", "smoke-gpu.yaml", "paper.yaml"):
         check_run_inputs(validated(yaml.safe_load((ROOT / "config" / name).read_text())), tmp_path)
+
+
+def test_ablation_temperatures_reach_only_the_dense_layerwise_metrics():
+    from types import SimpleNamespace
+
+    from prunescope.families import metrics_rules
+
+    config = default_config()
+    config["metrics"]["temperatures"] = [1.0]
+    config["metrics"]["ablation_temperatures"] = [0.5, 1.0, 1.3]
+    rules = {record.name: record.params["temperatures"] for record in metrics_rules(RunTargets(config), config)}
+    per_variant = rules["metrics_layerwise"]
+    assert per_variant(SimpleNamespace(variant="dense")) == [0.5, 1.0, 1.3]
+    assert per_variant(SimpleNamespace(variant="wanda-2of4")) == [1.0]
+    assert rules["metrics_generation"] == [1.0] and rules["metrics_subspace"] == [1.0]
+    config["metrics"]["ablation_temperatures"] = [1.0]  # nothing beyond the main list: a plain list again
+    assert {r.name: r.params["temperatures"] for r in metrics_rules(RunTargets(config), config)}[
+        "metrics_layerwise"] == [1.0]
