@@ -29,7 +29,7 @@ run: setup
 	$(OFFLINE) $(BIN)/snakemake --cores $(CORES)
 
 test: setup
-	$(OFFLINE) $(BIN)/python -m pytest tests
+	$(OFFLINE) $(BIN)/python -m pytest --durations=25 tests
 
 clean:
 	rm -rf .snakemake resources results logs benchmarks

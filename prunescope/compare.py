@@ -8,7 +8,8 @@ refactoring that claims "behaviour unchanged" must give the same bits.
 
 ``exclude`` optionally leaves out, on both sides, the rows that a change is meant to alter: an SQL
 predicate (for example ``metric IN ('rms_dz', 'var_uniform')``) applied to the tables that have every one
-of ``exclude_columns``.
+of ``exclude_columns``. ``ignore_columns`` are dropped from both sides where present: a column a change
+added on purpose (say, a new per-sample field) does not hide whether every other column kept its values.
 """
 
 from __future__ import annotations
@@ -68,24 +69,26 @@ def parquet_files(root: str | os.PathLike, skip: tuple[str, ...] = ()) -> set[st
 
 
 def compare_runs(before: str | os.PathLike, after: str | os.PathLike, exclude: str | None = None,
-                 exclude_columns: tuple[str, ...] = (), skip: tuple[str, ...] = ()) -> RunComparison:
+                 exclude_columns: tuple[str, ...] = (), skip: tuple[str, ...] = (),
+                 ignore_columns: tuple[str, ...] = ()) -> RunComparison:
     """Compare every Parquet file the two folders share (see the module doc)."""
     left, right = parquet_files(before, skip), parquet_files(after, skip)
     connection = duckdb.connect()
-    files = [compare_file(connection, Path(before) / p, Path(after) / p, p, exclude, exclude_columns)
+    files = [compare_file(connection, Path(before) / p, Path(after) / p, p, exclude, exclude_columns, ignore_columns)
              for p in sorted(left & right)]
     return RunComparison(files, sorted(left - right), sorted(right - left))
 
 
 def compare_file(connection: duckdb.DuckDBPyConnection, before: Path, after: Path, label: str,
-                 exclude: str | None = None, exclude_columns: tuple[str, ...] = ()) -> FileComparison:
+                 exclude: str | None = None, exclude_columns: tuple[str, ...] = (),
+                 ignore_columns: tuple[str, ...] = ()) -> FileComparison:
     """Row-multiset comparison of two Parquet files."""
-    columns_before = _columns(connection, before)
-    columns_after = _columns(connection, after)
+    columns_before = {c: t for c, t in _columns(connection, before).items() if c not in ignore_columns}
+    columns_after = {c: t for c, t in _columns(connection, after).items() if c not in ignore_columns}
     applies = exclude and all(c in columns_before and c in columns_after for c in exclude_columns)
     where = f" WHERE NOT ({exclude})" if applies else ""
-    a = f"(SELECT * FROM read_parquet('{_quote(before)}'){where})"
-    b = f"(SELECT * FROM read_parquet('{_quote(after)}'){where})"
+    a = f"(SELECT {_select(columns_before)} FROM read_parquet('{_quote(before)}'){where})"
+    b = f"(SELECT {_select(columns_after)} FROM read_parquet('{_quote(after)}'){where})"
     rows_before = connection.execute(f"SELECT count(*) FROM {a}").fetchone()[0]
     rows_after = connection.execute(f"SELECT count(*) FROM {b}").fetchone()[0]
     if columns_before != columns_after:
@@ -98,6 +101,10 @@ def compare_file(connection: duckdb.DuckDBPyConnection, before: Path, after: Pat
 def _columns(connection, path: Path) -> dict[str, str]:
     described = connection.execute(f"DESCRIBE SELECT * FROM read_parquet('{_quote(path)}')").fetchall()
     return {name: dtype for name, dtype, *_ in described}
+
+
+def _select(columns: dict[str, str]) -> str:
+    return ", ".join('"' + name.replace('"', '""') + '"' for name in columns)
 
 
 def _quote(path: Path) -> str:

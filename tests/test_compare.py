@@ -70,3 +70,13 @@ def test_skipped_prefixes_are_not_compared(tmp_path):
     write(tmp_path / "a", "report/summary.parquet", ROWS)
     write(tmp_path / "b", "report/summary.parquet", {"value": [9.0]})
     assert compare_runs(tmp_path / "a", tmp_path / "b", skip=("report/",)).files == []
+
+
+def test_an_ignored_added_column_leaves_the_other_columns_compared(tmp_path):
+    write(tmp_path / "a", "x.parquet", {"doc_id": [1, 2], "score": [0.5, 1.0]})
+    write(tmp_path / "b", "x.parquet", {"doc_id": [1, 2], "score": [0.5, 1.0], "exec_isolation": ["full", "full"]})
+    write(tmp_path / "c", "x.parquet", {"doc_id": [1, 2], "score": [0.5, 0.0], "exec_isolation": ["full", "full"]})
+    assert not compare_runs(tmp_path / "a", tmp_path / "b").identical
+    assert compare_runs(tmp_path / "a", tmp_path / "b", ignore_columns=("exec_isolation",)).identical
+    (file,) = compare_runs(tmp_path / "a", tmp_path / "c", ignore_columns=("exec_isolation",)).files
+    assert (file.only_before, file.only_after) == (1, 1)
