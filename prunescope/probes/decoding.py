@@ -116,6 +116,14 @@ def as_token_list(ids: Sequence[int] | torch.Tensor) -> list[int]:
     return tensor.tolist()
 
 
+def require_every_prompt(prompts: Mapping[str, object], per_prompt: Mapping[str, object], message: str,
+                         hint: str = "") -> None:
+    """Raise ``ValueError(f"{message} {missing ids}{hint}")`` unless ``per_prompt`` has an entry for every prompt."""
+    missing = [prompt_id for prompt_id in prompts if prompt_id not in per_prompt]
+    if missing:
+        raise ValueError(f"{message} {missing}{hint}")
+
+
 def batches(prompts: Mapping[str, Sequence[int] | torch.Tensor], batch_size: int) -> Iterator[list[str]]:
     """Prompt ids in batches of at most ``batch_size``, longest prompts first so that a batch pads little.
 
@@ -289,9 +297,7 @@ def decode(
 ) -> dict[str, Decoded]:
     """Decode every prompt (``prompt_id -> input ids``) in batches; prompt ids are the random streams' keys."""
     if forced_tokens is not None:
-        missing = [prompt_id for prompt_id in prompts if prompt_id not in forced_tokens]
-        if missing:
-            raise ValueError(f"forced decoding: no forced tokens for prompts {missing}")
+        require_every_prompt(prompts, forced_tokens, "forced decoding: no forced tokens for prompts")
     decoded: dict[str, Decoded] = {}
     for ids in batches(prompts, batch_size):
         results = decode_batch(

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from prunescope.probes.decoding import DecodingSettings, decode
+from prunescope.probes.decoding import DecodingSettings, decode, require_every_prompt
 
 GENERATION_MODES = ("free", "forced")
 
@@ -71,9 +71,8 @@ def variant_records(
     """Decode every prompt with ``variant`` (``free`` or ``forced`` on the reference tokens) and record it."""
     if mode not in GENERATION_MODES:
         raise ValueError(f"generation probe mode {mode!r} is not one of {GENERATION_MODES}")
-    missing = [prompt_id for prompt_id in prompts if prompt_id not in reference]
-    if missing:
-        raise ValueError(f"generation probe: no dense reference for prompts {missing}; run dense_trajectories first")
+    require_every_prompt(prompts, reference, "generation probe: no dense reference for prompts",
+                         "; run dense_trajectories first")
     forced = {prompt_id: reference[prompt_id].tokens for prompt_id in prompts} if mode == "forced" else None
     runs = decode(variant, prompts, settings, batch_size=batch_size, forced_tokens=forced, record_final_hidden=True)
     records = []

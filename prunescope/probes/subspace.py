@@ -17,7 +17,14 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from prunescope.probes.decoding import as_token_list, batches, capture_final_hidden, forward_kwargs, left_pad
+from prunescope.probes.decoding import (
+    as_token_list,
+    batches,
+    capture_final_hidden,
+    forward_kwargs,
+    left_pad,
+    require_every_prompt,
+)
 
 
 @torch.no_grad()
@@ -52,9 +59,7 @@ def subspace_records(
     """
     per_prompt = _options_per_prompt(prompts, option_ids, dense.config.vocab_size)
     if option_forms is not None:
-        missing = [prompt_id for prompt_id in prompts if prompt_id not in option_forms]
-        if missing:
-            raise ValueError(f"subspace probe: option_forms has no entry for prompts {missing}")
+        require_every_prompt(prompts, option_forms, "subspace probe: option_forms has no entry for prompts")
     rows: dict[str, dict] = {}
     for ids in batches(prompts, batch_size):
         batch = [prompts[i] for i in ids]
@@ -82,9 +87,7 @@ def subspace_records(
 def _options_per_prompt(prompts, option_ids, vocab: int) -> dict[str, list[int]]:
     """Each prompt's option ids as ints, checked: present, at least two, distinct, inside the vocabulary."""
     if isinstance(option_ids, Mapping):
-        missing = [prompt_id for prompt_id in prompts if prompt_id not in option_ids]
-        if missing:
-            raise ValueError(f"subspace probe: no option token ids for prompts {missing}")
+        require_every_prompt(prompts, option_ids, "subspace probe: no option token ids for prompts")
         per_prompt = {prompt_id: [int(i) for i in option_ids[prompt_id]] for prompt_id in prompts}
     else:
         shared = [int(i) for i in option_ids]
