@@ -87,8 +87,10 @@ def compare_file(connection: duckdb.DuckDBPyConnection, before: Path, after: Pat
     columns_after = {c: t for c, t in _columns(connection, after).items() if c not in ignore_columns}
     applies = exclude and all(c in columns_before and c in columns_after for c in exclude_columns)
     where = f" WHERE NOT ({exclude})" if applies else ""
+    # EXCEPT ALL matches columns by position: both sides are selected in the before file's order.
     a = f"(SELECT {_select(columns_before)} FROM read_parquet('{_quote(before)}'){where})"
-    b = f"(SELECT {_select(columns_after)} FROM read_parquet('{_quote(after)}'){where})"
+    b = f"(SELECT {_select(columns_before if columns_before == columns_after else columns_after)} " \
+        f"FROM read_parquet('{_quote(after)}'){where})"
     rows_before = connection.execute(f"SELECT count(*) FROM {a}").fetchone()[0]
     rows_after = connection.execute(f"SELECT count(*) FROM {b}").fetchone()[0]
     if columns_before != columns_after:

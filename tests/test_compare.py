@@ -80,3 +80,11 @@ def test_an_ignored_added_column_leaves_the_other_columns_compared(tmp_path):
     assert compare_runs(tmp_path / "a", tmp_path / "b", ignore_columns=("exec_isolation",)).identical
     (file,) = compare_runs(tmp_path / "a", tmp_path / "c", ignore_columns=("exec_isolation",)).files
     assert (file.only_before, file.only_after) == (1, 1)
+
+
+def test_the_same_columns_in_another_order_compare_by_name(tmp_path):
+    write(tmp_path / "a", "x.parquet", {"a": [1.0, 2.0], "b": [3.0, 4.0]})
+    write(tmp_path / "b", "x.parquet", {"b": [3.0, 4.0], "a": [1.0, 2.0]})
+    write(tmp_path / "c", "x.parquet", {"b": [1.0, 2.0], "a": [3.0, 4.0]})
+    assert compare_runs(tmp_path / "a", tmp_path / "b").identical
+    assert not compare_runs(tmp_path / "a", tmp_path / "c").identical
