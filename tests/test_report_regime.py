@@ -2,7 +2,8 @@
 known factor as the perturbation grows.
 
 Two equally likely tokens, p = (1/2, 1/2), logit shift Δz = (a, −a) at T = 1: the p- and r-weighted
-variances of Δz are both a², so both estimates are a²/2 and the spread sqrt(2 · estimate) is a. Exactly,
+variances of Δz are both a², so both estimates are a²/2, and the spread of Δz over the vocabulary
+(sqrt(Var_uniform Δz), the size the rows are binned by) is a. Exactly,
 KL(p‖q) = log cosh a (ratio to the estimate 1 − a²/6 + …) and 1 − cos(p, q) = 1 − 1/sqrt(1 + tanh² a)
 (ratio 1 − 2a²/3 + …): Theorem 2's estimate leaves the ±20 % band at a smaller spread than Theorem 3's.
 The measured values are computed here from the softmax itself, not from those formulas.
@@ -44,7 +45,8 @@ def rows_for(bins, layer_of=lambda b: 0, prompts=PROMPTS) -> pd.DataFrame:
         estimate = a * a / 2  # Var_p(Δz) / 2 = Var_r(Δz) / 2 = a² / 2
         for prompt in prompts:
             for step in STEPS:
-                keys = dict(model="m", probe_set="s", prompt_id=prompt, step=step, layer=layer_of(b), sublayer="attn")
+                keys = dict(model="m", probe_set="s", prompt_id=prompt, step=step, layer=layer_of(b), sublayer="attn",
+                            spread=float(np.std([a, -a])))
                 rows.append({**keys, "theorem": "Theorem 3 · KL", "measured": kl, "estimate": estimate})
                 rows.append({**keys, "theorem": "Theorem 2 · 1 − cos p", "measured": one_minus_cos, "estimate": estimate})
     return pd.DataFrame(rows)
@@ -86,7 +88,7 @@ def test_bins_and_boundary_follow_the_known_second_order_error():
 def test_the_longest_run_wins_and_sparse_bins_have_no_say():
     rows = rows_for(BINS)
     # a short in-band run at large spreads (bins 2-3: measured set equal to the estimate) ...
-    far = rows["theorem"].eq("Theorem 3 · KL") & (np.sqrt(2 * rows["estimate"]) > 10 ** 0.5)
+    far = rows["theorem"].eq("Theorem 3 · KL") & (rows["spread"] > 10 ** 0.5)
     rows.loc[far, "measured"] = rows.loc[far, "estimate"]
     # ... and a bin of 6 rows, far out of the band, inside the low run
     sparse = rows_for([-4], prompts=["q"]).assign(measured=lambda f: 5 * f["estimate"])
@@ -109,7 +111,7 @@ def test_stats_inside_the_regime_and_the_layer_table():
     rows = rows_for(BINS, layer_of=lambda b: 0 if b < 0 else 1)
     regimes = regime.find_regime(regime.bin_ratios(rows))
     stats = regime.regime_stats(rows, regimes).set_index("theorem").loc["Theorem 3 · KL"]
-    inside = rows[(rows["theorem"] == "Theorem 3 · KL") & (np.sqrt(2 * rows["estimate"]) < 10 ** 0.25)]
+    inside = rows[(rows["theorem"] == "Theorem 3 · KL") & (rows["spread"] < 10 ** 0.25)]
     assert stats["n_inside"] == len(inside) == 9 * 30 and stats["n_rows"] == 12 * 30
     assert stats["frac_inside"] == pytest.approx(9 / 12)
     ratios = sorted(inside["measured"] / inside["estimate"])
@@ -122,11 +124,42 @@ def test_stats_inside_the_regime_and_the_layer_table():
     assert table.loc[("Theorem 2 · 1 − cos p", 0), "frac_inside"] == pytest.approx(7 / 8)  # bins -8..-2 of -8..-1
 
 
+def tail_shift_rows(prompts) -> pd.DataFrame:
+    """Theorem 3 rows of a near one-hot p = softmax(8, 0) whose tail token alone moves, Δz = (0, 6): the
+    p-weighted spread sqrt(2 · estimate) is 0.11 but the tail's e^6 outweighs its p of 3e-4, so the exact KL
+    is 21× the estimate; the spread over the vocabulary, std(0, 6) = 3, says how large the shift is."""
+    z, dz = np.array([8.0, 0.0]), np.array([0.0, 6.0])
+    p = np.exp(z) / np.exp(z).sum()
+    q = np.exp(z + dz) / np.exp(z + dz).sum()
+    kl = float(np.sum(p * np.log(p / q)))
+    estimate = float(p @ (dz - p @ dz) ** 2 / 2)
+    keys = dict(model="m", probe_set="s", layer=0, sublayer="mlp", theorem="Theorem 3 · KL")
+    return pd.DataFrame([{**keys, "prompt_id": prompt, "step": step, "measured": kl, "estimate": estimate,
+                          "spread": float(np.std(dz))} for prompt in prompts for step in STEPS])
+
+
+def test_a_tail_shift_is_a_large_perturbation_not_a_small_one():
+    tail = tail_shift_rows([f"t{i}" for i in range(10)])
+    assert np.sqrt(2 * tail["estimate"].iloc[0]) == pytest.approx(0.110, abs=0.001)
+    # by hand: p1 = 1/(1 + e^8) = 3.354e-4, KL = log(1 - p1 + p1 e^6) - 6 p1 = 0.12458, estimate = 18 p1 (1 - p1)
+    assert tail["measured"].iloc[0] / tail["estimate"].iloc[0] == pytest.approx(0.12458 / 0.0060343, rel=1e-4)
+    rows = pd.concat([rows_for(BINS), tail], ignore_index=True)
+    bins = regime.bin_ratios(rows).set_index(["theorem", "bin"])
+    assert bins.loc[("Theorem 3 · KL", 1), "n_rows"] == 30 + 60  # spread 3: bin floor(4 log10 3) = 1, outside
+    found = regime.find_regime(bins.reset_index()).set_index("theorem")
+    assert found.loc["Theorem 3 · KL", "regime_hi"] == pytest.approx(10 ** (1 / 4))  # as without the tail rows
+    # binned by the p-weighted spread instead, the tail rows land in bin -4 and split the regime there
+    by_p = rows.assign(spread=np.sqrt(2 * rows["estimate"]))
+    found = regime.find_regime(regime.bin_ratios(by_p)).set_index("theorem")
+    assert found.loc["Theorem 3 · KL", "regime_hi"] == pytest.approx(10 ** (-4 / 4))
+
+
 def test_rows_without_a_ratio_are_left_out_and_bad_rows_named():
     rows = rows_for([-4]).assign(estimate=0.0)
     assert regime.bin_ratios(rows).empty
-    with pytest.raises(ValueError, match=r"lack column\(s\) \['estimate'\]"):
-        regime.bin_ratios(rows.drop(columns="estimate"))
+    assert regime.bin_ratios(rows_for([-4]).assign(spread=0.0)).empty
+    with pytest.raises(ValueError, match=r"lack column\(s\) \['estimate', 'spread'\]"):
+        regime.bin_ratios(rows.drop(columns=["estimate", "spread"]))
 
 
 def test_the_finding_states_the_boundary_or_its_absence():
@@ -134,7 +167,7 @@ def test_the_finding_states_the_boundary_or_its_absence():
     stats = regime.regime_stats(rows, regime.find_regime(regime.bin_ratios(rows)))
     line = regime_line(stats.set_index("theorem").loc["Theorem 3 · KL"].to_dict() | {"theorem": "Theorem 3 · KL"})
     assert line.startswith("Theorem 3 · KL on m: the estimate is within ±20 % of the measurement")
-    assert "p-weighted spread of Δz/T from 0.01 up to 1.78 (the regime boundary)" in line
+    assert "a spread of Δz/T over the vocabulary from 0.01 up to 1.78 (the regime boundary)" in line
     assert "270 of 360 rows (75%, 5 prompts): Spearman ρ = 1.00" in line
     far = rows_for([2, 3])
     stats = regime.regime_stats(far, regime.find_regime(regime.bin_ratios(far)))

@@ -27,7 +27,7 @@ def regime(frame: pd.DataFrame, variants: Sequence[str]) -> alt.TopLevelMixin:
         **{c: frame[c].clip(lower=RATIO_FLOOR) for c in ("median_ratio", "ci_lo", "ci_hi", "q10", "q90")},
     )
     frame = with_panel(frame, "theorem", "column")
-    x_title, x_scale, y_scale = "spread of Δz/T: sqrt(2 · estimate)", alt.Scale(type="log"), alt.Scale(type="log")
+    x_title, x_scale, y_scale = "spread of Δz/T over the vocabulary: sqrt(Var_uniform Δz) / T", alt.Scale(type="log"), alt.Scale(type="log")
     x = alt.X("spread:Q", title=x_title, scale=x_scale)
     panels = []
     for column in ordered(frame, "column"):

@@ -15,9 +15,6 @@ from prunescope.report import regime
 from prunescope.report.intervals import DEFAULT, Bootstrap
 from prunescope.report.sources import run_query
 
-SPREAD_WEIGHTS = {"Theorem 2": "r-weighted", "Theorem 3": "p-weighted"}
-
-
 def regime_findings(
     con: duckdb.DuckDBPyConnection, sql: str, params: Mapping[str, Any], boot: Bootstrap = DEFAULT
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -40,14 +37,13 @@ def predictor_findings(con: duckdb.DuckDBPyConnection, sql: str, params: Mapping
 
 def regime_line(row: Mapping[str, Any], band: float = regime.BAND) -> str:
     """One sentence on one (model, theorem) regime, from a :func:`regime.regime_stats` row."""
-    weights = next((w for key, w in SPREAD_WEIGHTS.items() if str(row["theorem"]).startswith(key)), "weighted")
     head = f"{row['theorem']} on {row['model']}"
     if not math.isfinite(row["regime_hi"]):
         return (f"{head}: no spread bin with at least {regime.MIN_ROWS} rows has a median measured/estimated ratio "
                 f"within ±{band * 100:.0f} %; the second-order estimate does not hold on this run.")
     return (
-        f"{head}: the estimate is within ±{band * 100:.0f} % of the measurement (median ratio per bin) for the {weights} "
-        f"spread of Δz/T from {row['regime_lo']:.3g} up to {row['regime_hi']:.3g} (the regime boundary); inside it, "
+        f"{head}: the estimate is within ±{band * 100:.0f} % of the measurement (median ratio per bin) for a "
+        f"spread of Δz/T over the vocabulary from {row['regime_lo']:.3g} up to {row['regime_hi']:.3g} (the regime boundary); inside it, "
         f"{row['n_inside']} of {row['n_rows']} rows ({row['frac_inside']:.0%}, {row['n_prompts']} prompts): "
         f"Spearman ρ = {row['spearman']:.2f}, median ratio {row['median_ratio']:.2f} "
         f"[95 % CI {row['ci_lo']:.2f}, {row['ci_hi']:.2f}]."

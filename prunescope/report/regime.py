@@ -1,15 +1,18 @@
 """Where the second-order theory holds: measured/estimated ratios binned by the perturbation size.
 
 Theorems 2 and 3 expand 1 − cos(p, q) and KL(p‖q) to second order in Δz/T: their estimates are
-Var_r(Δz)/(2T²) and Var_p(Δz)/(2T²), and the neglected terms grow with higher moments of Δz/T. The
-size the expansion is in is therefore the weighted spread of Δz/T, which each row carries already:
-``spread = sqrt(2 · estimate)`` is the p-weighted (Theorem 3) or r-weighted (Theorem 2) standard deviation
-of Δz/T. A small KL alone does not mean a small perturbation (a near one-hot p with a large Δz in its
-tail has a small KL and a poor estimate); a small spread does.
+Var_r(Δz)/(2T²) and Var_p(Δz)/(2T²). The expansion is of e^{Δz_i/T} token by token (KL(p‖q) =
+log E_p[e^{Δz/T}] − E_p[Δz/T] exactly), so it needs every token's shift to be small, not only the shifts
+that p weights heavily: a near one-hot p with a large Δz in its tail has a small p-weighted spread, a small
+KL and a poor estimate, because the tail's e^{Δz_i/T} outweighs its small p_i. The size binned here is
+therefore the spread of Δz/T over the whole vocabulary, ``spread`` = sqrt(Var_uniform(Δz))/T
+(shift-invariant, as the softmax is), which the query computes from the stored ``var_uniform``. On the
+default model the p-weighted spread sqrt(2 · estimate) does not order the error at all: its smallest bins had
+the largest median ratios (tens) and 90th percentiles of 10^12.
 
 Input rows (the query ``reports/theory_regime.sql``): ``model, theorem, probe_set, prompt_id, step,
-layer, sublayer, measured, estimate``. Rows whose estimate is at most :data:`MIN_ESTIMATE` carry no
-ratio (a zero deviation) and are left out.
+layer, sublayer, measured, estimate, spread``. Rows whose estimate is at most :data:`MIN_ESTIMATE` carry no
+ratio (a zero deviation) and are left out, as are rows without a positive spread.
 
 - :func:`bin_ratios`: per (model, theorem) and log-spaced spread bin, the median ratio with a 95 %
   interval (bootstrap over prompts), its 10th and 90th percentiles, and whether it is inside the band;
@@ -38,14 +41,13 @@ GROUP = ["model", "theorem"]
 
 
 def with_ratio(rows: pd.DataFrame) -> pd.DataFrame:
-    """``rows`` with ``spread`` = sqrt(2 · estimate), ``ratio`` = measured / estimate, ``unit`` (the prompt)
-    and ``bin`` (floor of log10(spread) · :data:`BINS_PER_DECADE`); rows without a ratio dropped."""
-    missing = sorted({"model", "theorem", "probe_set", "prompt_id", "layer", "sublayer", "measured", "estimate"}
-                     - set(rows.columns))
+    """``rows`` with ``ratio`` = measured / estimate, ``unit`` (the prompt) and ``bin`` (floor of
+    log10(spread) · :data:`BINS_PER_DECADE`); rows without a ratio or a positive spread dropped."""
+    missing = sorted({"model", "theorem", "probe_set", "prompt_id", "layer", "sublayer", "measured", "estimate",
+                      "spread"} - set(rows.columns))
     if missing:
         raise ValueError(f"regime rows lack column(s) {missing}")
-    rows = rows[rows["estimate"] > MIN_ESTIMATE].copy()
-    rows["spread"] = np.sqrt(2 * rows["estimate"])
+    rows = rows[(rows["estimate"] > MIN_ESTIMATE) & (rows["spread"] > 0)].copy()
     rows["ratio"] = rows["measured"] / rows["estimate"]
     rows["unit"] = rows["probe_set"].astype(str) + ":" + rows["prompt_id"].astype(str)
     rows["bin"] = np.floor(np.log10(rows["spread"]) * BINS_PER_DECADE).astype(int)
