@@ -54,6 +54,31 @@ def test_kl_when_the_logit_difference_exceeds_exp_range():
     np.testing.assert_allclose(got.probability[0.5]["kl"].numpy(), (p * np.log(p / q)).sum(-1), rtol=1e-3)
 
 
+def test_a_tail_below_the_exp_floor_leaves_every_metric_as_in_float64():
+    # Real rows put most of the vocabulary more than 87 below the top logit (exp is floored there, see
+    # fused.EXP_FLOOR); here the logits span 0 to -300, Δz moves the tail by up to ±40 and the head by ~0.3.
+    g = np.random.default_rng(1)
+    z = -300 * g.random(size=(6, 3000)) ** 2
+    z[:, :50] = g.normal(size=(6, 50))
+    dz = 0.3 * g.normal(size=z.shape)
+    dz[:, 50:] = 40 * g.uniform(-1, 1, size=(6, 2950))
+    z, z_var = z.astype(np.float32), (z + dz).astype(np.float32)
+    assert (z - z.max(-1, keepdims=True) < -87).mean() > 0.4 and (z_var - z_var.max(-1, keepdims=True) < -87).any()
+    for t in (1.0, 0.5):
+        m = {k: v.numpy() for k, v in probability_metrics(torch.from_numpy(z), torch.from_numpy(z_var), t).items()}
+        z64, zv64 = z.astype(np.float64) / t, z_var.astype(np.float64) / t
+        p, q = softmax64(z64), softmax64(zv64)
+        with np.errstate(divide="ignore", invalid="ignore"):  # p underflows to 0 in float64 too: 0 log 0 = 0
+            kl = np.where(p > 0, p * (np.log(p) - np.log(np.where(q > 0, q, 1e-320))), 0.0).sum(-1)
+        np.testing.assert_allclose(m["kl"], kl, rtol=1e-4)
+        np.testing.assert_allclose(m["total_variation"], 0.5 * np.abs(p - q).sum(-1), rtol=1e-4)
+        d = (zv64 - z64) * t
+        mean_p = (p * d).sum(-1, keepdims=True)
+        np.testing.assert_allclose(m["kl_estimate"], (p * (d - mean_p) ** 2).sum(-1) / (2 * t * t), rtol=1e-4)
+        cos = (p * q).sum(-1) / np.sqrt((p * p).sum(-1) * (q * q).sum(-1))
+        np.testing.assert_allclose(m["one_minus_cos"], 1 - cos, rtol=1e-3)
+
+
 def test_top1_agreement_takes_the_first_maximal_token():
     vocab = 1024  # scanned in groups of 64
     z = torch.zeros(5, vocab)

@@ -29,6 +29,11 @@ from torch import Tensor
 
 # exp() of more than this overflows fp32 (max ≈ e^88.7).
 MAX_LOG_RATIO = 80.0
+# Arguments of exp() are floored here: on CPU, exp of an argument whose result is not a normal fp32 (below
+# about −87.3) leaves the vectorised path and costs ~250× as much, and real logit rows have many such
+# entries in their tail (log p̃ far below the top). e^−87 = 1.6e-38 instead of 0 or a subnormal changes
+# a sum over even a 262k vocabulary by under 1e-32, far below fp32's resolution of the totals (s >= 1).
+EXP_FLOOR = -87.0
 # Inside |x| <= this, e^x − 1 − x comes from its Taylor series (terms up to x⁶/720).
 _SERIES_LIMIT = 0.25
 _SERIES = (1 / 720, 1 / 120, 1 / 24, 1 / 6, 1 / 2)
@@ -163,17 +168,17 @@ def probability_sums(z_ref: Tensor, dz: Tensor, t: float, scratch: Scratch, z_ma
         torch.sub(z_ref, z_max[:, None], out=log_p)  # log p̃ <= 0
     else:
         torch.add(neg_top[:, None], z_ref, alpha=inv_t, out=log_p)  # log p̃ <= 0 (up to rounding at the top)
-    s = torch.exp(log_p, out=p).sum(dim=-1)
+    s = torch.clamp(log_p, min=EXP_FLOOR, out=p).exp_().sum(dim=-1)
     # log(q/p) = Δz/T − log E_p[exp(Δz/T)], from the logit difference rather than from two rounded
     # log-softmaxes; E_p divides by Σp̃, which also removes the rounding of the normaliser.
     torch.add(log_p, dz, alpha=inv_t, out=y)
     # y = log p̃ + Δz/T <= max Δz/T, and y >= min Δz/T at the top token (log p̃ = 0): when |Δz/T| < 80,
     # Σ e^y neither overflows nor underflows, and needs no shift by its maximum.
     if max(-dz_range[0], dz_range[1]) * inv_t < MAX_LOG_RATIO:
-        neg_shift = torch.div(s, y.exp_().sum(dim=-1)).log_()
+        neg_shift = torch.div(s, y.clamp_(min=EXP_FLOOR).exp_().sum(dim=-1)).log_()
     else:
         y_max = y.amax(dim=-1)
-        neg_shift = torch.div(s, y.sub_(y_max[:, None]).exp_().sum(dim=-1)).log_().sub_(y_max)
+        neg_shift = torch.div(s, y.sub_(y_max[:, None]).clamp_(min=EXP_FLOOR).exp_().sum(dim=-1)).log_().sub_(y_max)
     torch.add(neg_shift[:, None], dz, alpha=inv_t, out=x)
     excess = _expm1_and_excess(x, y, a, b, scratch.series)
     dp = torch.add(x, excess, out=expm1).mul_(p)  # q̃ − p̃ = p̃ (q/p − 1) = p̃ (log(q/p) + excess)
@@ -251,7 +256,8 @@ def _expm1_and_excess(x: Tensor, excess: Tensor, small: Tensor, series: Tensor, 
     the result only for small |x|, where the Taylor series is used instead. x + (e^x − 1 − x) is then
     e^x − 1 to within (|x| + 1)/|e^x − 1| roundings relative: a few, and 130 where e^x ≈ 0 at x = −80.
     """
-    torch.exp(x, out=excess).sub_(1.0).sub_(x)  # e^x − 1 is exact where e^x is in [1/2, 2]
+    # e^x − 1 is exact where e^x is in [1/2, 2]; below EXP_FLOOR, e^x − 1 − x is −1 − x to within 2e-38.
+    torch.clamp(x, min=EXP_FLOOR, out=excess).exp_().sub_(1.0).sub_(x)
     torch.clamp(x, -_SERIES_LIMIT, _SERIES_LIMIT, out=small)
     # (((((x/720 + 1/120) x + 1/24) x + 1/6) x + 1/2) x² = e^x − 1 − x up to x⁶/720.
     first, second, *rest = coefficients

@@ -53,9 +53,10 @@ TEMPERATURE_FREE = {
 OPTION_PAD = -1
 _OPTION_LOGP = re.compile(r"logp_(?:ref|var)_(\d+)")
 # On CPU: elements per [rows, V] block of the vocabulary passes, so that the few buffers each pass
-# touches stay in a core's cache; and at most this many logits per projected chunk (128 MB): the
-# projection is as fast as the bare matmul only from about a hundred rows at a time.
-_CPU_BLOCK_ELEMENTS = 1 << 17
+# touches stay in a core's cache (one row at a 49k vocabulary: 254 rows/s against 220 at two rows and 204
+# at 21, tests/benchmarks/bench_metrics.py, 1 thread); and at most this many logits per projected chunk
+# (128 MB): the projection is as fast as the bare matmul only from about a hundred rows at a time.
+_CPU_BLOCK_ELEMENTS = 1 << 16
 _CPU_CHUNK_ELEMENTS = 1 << 25
 
 
