@@ -1,8 +1,9 @@
 """The rule families of the workflow: rules that share one definition in a rule file and differ only in
 the values held here.
 
-- probes (rules/analysis.smk): ``probe_layerwise_drop`` and ``probe_generation_dense`` run the dense model
-  once; ``probe_layerwise_pruned``, ``probe_generation`` and ``probe_subspace`` run one variant against it;
+- probes (rules/analysis.smk): ``probe_layerwise_drop``, ``probe_generation_dense`` and
+  ``probe_subspace_dense`` run the dense model once; ``probe_layerwise_pruned``, ``probe_generation`` and
+  ``probe_subspace`` run one variant against it (the last two read the dense table as their reference);
 - metrics (rules/analysis.smk): ``metrics_{layerwise|generation|subspace}``, one per probe kind;
 - rewrites (rules/prune.smk): ``prune`` and ``quantize``, which save a variant as a stock checkpoint.
 
@@ -55,7 +56,8 @@ def _job_paths(folder: str, name: str, variant: str | None) -> tuple[str, str]:
 
 
 def probe_rules(run: RunTargets, config: dict[str, Any]) -> list[RuleRecord]:
-    """The probe family, in dependency order (the dense generation table is the others' reference)."""
+    """The probe family, in dependency order (the dense generation and subspace tables are the variants'
+    references)."""
     decoding = canonical({key: config["probes"][key] for key in ("temperature", "seed", "max_new_tokens")})
     shared = {"vector_dtype": config["probes"]["vector_dtype"], "device": config["device"]}
     records = []
@@ -64,6 +66,7 @@ def probe_rules(run: RunTargets, config: dict[str, Any]) -> list[RuleRecord]:
         ("probe_layerwise_pruned", "layerwise", None, name_pattern(*CHECKPOINT_KINDS)),
         ("probe_generation_dense", "generation", "dense", None),
         ("probe_generation", "generation", None, name_pattern("prune", "quant", "drop")),
+        ("probe_subspace_dense", "subspace", "dense", None),
         ("probe_subspace", "subspace", None, name_pattern("prune", "quant", "drop")),
     ):
         sets = run.sets_for(probe)
@@ -71,7 +74,7 @@ def probe_rules(run: RunTargets, config: dict[str, Any]) -> list[RuleRecord]:
             continue
         fixed = {"variant": variant} if variant else {}
         inputs = {"prompts": paths.fill_each(paths.PROMPTS, "probe_set", sets)}
-        if probe == "generation" and variant is None:
+        if probe in ("generation", "subspace") and variant is None:
             inputs["reference"] = paths.fill_each(paths.PROBE, "probe_set", sets, variant="dense", probe=probe)
         log, benchmark = _job_paths("probes/", probe, variant)
         params = {**shared, "sets": sets, "script": f"probe_{probe}"}

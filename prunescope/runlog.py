@@ -135,16 +135,16 @@ def probe_throughput(
 ) -> dict:
     """How many tokens a probe processed, counted from its records, and how fast.
 
-    ``new_tokens``: decoding steps (one per distinct ``prompt_id, mode, step`` of a decoding mode, i.e. every
-    mode except the subspace probe's single ``forward``); ``prompt_tokens``: prompt tokens prefilled, once per
+    ``new_tokens``: decoding steps (one per distinct ``prompt_id, mode, step`` of a decoding probe; the
+    subspace probe decodes nothing); ``prompt_tokens``: prompt tokens prefilled, once per
     (prompt, mode) run. ``tokens_per_s`` is new tokens per second for decoding probes and prompt tokens per
     second for the subspace probe (``rate_of`` says which). Where a probe runs two models (pruned-mode
-    layer-wise, subspace) a token counts once.
+    layer-wise) a token counts once.
     """
     runs, steps = set(), set()
     for row in records:
         runs.add((row["prompt_id"], row["mode"]))
-        if row["mode"] != "forward":
+        if probe != "subspace":
             steps.add((row["prompt_id"], row["mode"], row["step"]))
     prompt_tokens = sum(len(prompts[prompt_id]) for prompt_id, _ in runs if prompt_id in prompts)
     rate_of = "new_tokens" if steps else "prompt_tokens"

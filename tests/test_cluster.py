@@ -56,7 +56,7 @@ def test_paper_dag_has_the_expected_jobs(paper_plan):
         "model": 1, "calibration": 1, "prune": intra, "layer_scores": 1, "drop_spec": drops,
         "probe_prompts": 1, "probe_layerwise_drop": 1, "probe_layerwise_pruned": intra,
         "probe_generation_dense": 1, "probe_generation": non_dense, "probe_subspace": non_dense * has_mc,
-        "metrics_layerwise": 1 + intra, "metrics_generation": non_dense, "metrics_subspace": non_dense * has_mc,
+        "probe_subspace_dense": has_mc, "metrics_layerwise": 1 + intra, "metrics_generation": non_dense, "metrics_subspace": non_dense * has_mc,
         "task_eval": 1 + non_dense,
     }
     jobs = planned_jobs(paper_plan)
@@ -166,7 +166,7 @@ def test_slurm_profile_maps_gpu_rules_to_sbatch():
 
 
 GPU_RULES = ("prune", "layer_scores", "probe_layerwise_drop", "probe_layerwise_pruned", "probe_generation_dense",
-             "probe_generation", "probe_subspace", "metrics_layerwise", "metrics_generation", "metrics_subspace",
+             "probe_generation", "probe_subspace_dense", "probe_subspace", "metrics_layerwise", "metrics_generation", "metrics_subspace",
              "task_eval")
 
 

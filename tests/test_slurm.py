@@ -37,7 +37,7 @@ RESOURCES = {
     "layer_scores": (1500, 15), "drop_spec": (1500, 16), "probe_layerwise_drop": (1500, 17),
     "probe_layerwise_pruned": (1500, 18), "probe_generation_dense": (1500, 19), "probe_generation": (1600, 20),
     "probe_subspace": (1600, 21), "metrics_layerwise": (1300, 22), "metrics_generation": (1400, 23),
-    "metrics_subspace": (1500, 24), "task_eval": (2500, 25),
+    "metrics_subspace": (1500, 24), "task_eval": (2500, 25), "probe_subspace_dense": (1600, 26),
 }
 
 

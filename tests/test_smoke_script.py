@@ -279,14 +279,14 @@ def test_smoke_script_end_to_end_on_cpu(tmp_path):
     rows = {line.split()[0]: line.split() for line in table.splitlines()[3:] if line.strip()}
     header = smoke.RULE_HEADER
     expected = {"model", "calibration", "prune", "layer_scores", "drop_spec", "probe_prompts", "probe_layerwise_drop",
-                "probe_layerwise_pruned", "probe_generation_dense", "probe_generation", "probe_subspace",
-                "metrics_layerwise", "metrics_generation", "metrics_subspace", "report_page"}
+                "probe_layerwise_pruned", "probe_generation_dense", "probe_generation", "probe_subspace_dense",
+                "probe_subspace", "metrics_layerwise", "metrics_generation", "metrics_subspace", "report_page"}
     assert expected <= set(rows), sorted(set(rows))
     for rule in expected - {"report_page"}:  # report jobs are timed from Snakemake's 1 s stamps
         assert float(rows[rule][header.index("total_s")]) > 0, rows[rule]
         assert float(rows[rule][header.index("peak_rss_mb")]) > 0, rows[rule]
     for rule in ("probe_layerwise_drop", "probe_layerwise_pruned", "probe_generation_dense", "probe_generation",
-                 "probe_subspace"):
+                 "probe_subspace_dense", "probe_subspace"):
         assert float(rows[rule][header.index("probe_tok_s")]) > 0, rows[rule]
     probe_lines = result.stdout.split("== probe throughput")[1].split("== summary")[0]
     assert "probe_generation" in probe_lines and "prompt_tokens" in probe_lines

@@ -191,4 +191,4 @@ def test_config_edit_reruns_only_what_it_touches(workflow_run):
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     jobs = planned_jobs(snakemake(workdir, "--dry-run"))
     assert jobs["calibration"] == 1 and jobs["prune"] == 2 and jobs["layer_scores"] == 1 and jobs["drop_spec"] == 2
-    assert "probe_layerwise_drop" not in jobs and "probe_generation_dense" not in jobs  # dense-only work stays
+    assert not {"probe_layerwise_drop", "probe_generation_dense", "probe_subspace_dense"} & set(jobs)  # dense-only work stays

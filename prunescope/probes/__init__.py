@@ -18,7 +18,7 @@ from prunescope.probes.layerwise import layerwise_probe
 from prunescope.probes.options import option_token_ids
 from prunescope.probes.prompts import build_probe_set, render_prompt, tokenize_probe_set
 from prunescope.probes.schema import probe_schema, probe_settings, records_to_table, write_probe_parquet
-from prunescope.probes.subspace import subspace_records
+from prunescope.probes.subspace import model_states, subspace_records
 
 __all__ = [
     "Decoded",
@@ -28,6 +28,7 @@ __all__ = [
     "decode",
     "dense_trajectories",
     "layerwise_probe",
+    "model_states",
     "option_token_ids",
     "probe_schema",
     "probe_settings",

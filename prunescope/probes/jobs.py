@@ -27,7 +27,7 @@ PROBE_MEMORY = {
     "layerwise-drop": (1, 1, lambda layers: 4 * layers),  # h_ref and h_var of 2L sublayers
     "layerwise-pruned": (2, 2, lambda layers: 4 * layers),  # + the variant attention's own cache
     "generation": (1, 1, lambda layers: 1),  # the final hidden state
-    "subspace": (2, 1, lambda layers: 0),  # dense and variant, one forward each, nothing decoded
+    "subspace": (1, 1, lambda layers: 0),  # one model's forward (the dense states are read back), nothing decoded
 }
 
 

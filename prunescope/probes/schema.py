@@ -15,11 +15,12 @@ step                    int32                    decoding step: 0 = prefill forw
 layer                   int32                    decoder layer index; -1 = not a layer (final post-norm state)
 sublayer                string                   ``attn`` | ``mlp`` (layerwise), ``final`` (the others)
 mode                    string                   layerwise ``drop`` | ``pruned``; generation ``reference`` |
-                                                 ``free`` | ``forced``; subspace ``forward``
+                                                 ``free`` | ``forced``; subspace ``reference`` |
+                                                 ``forward``
 token_ref, token_var    int64                    the token each model chose at that step (-1 = none)
 h_ref, h_var            list<float32|float16>    dense / variant vector at the last position; null where the
                                                  row has none (generation: reference rows carry only h_ref,
-                                                 variant rows only h_var)
+                                                 variant rows only h_var; subspace reference rows only h_ref)
 option_tokens           list<int64>              subspace only: ids of the prompt's option letters A, B, ... in
                                                  order (2-5 per row: PIQA 2, ARC 3-5, HellaSwag 4)
 option_form             string                   subspace only: which spelling of the letters those ids are,
@@ -48,7 +49,7 @@ PROBES = ("layerwise", "generation", "subspace")
 MODES = {
     "layerwise": ("drop", "pruned"),
     "generation": ("reference", "free", "forced"),
-    "subspace": ("forward",),
+    "subspace": ("reference", "forward"),
 }
 VECTOR_DTYPES = {"float32": (pa.float32(), np.float32), "float16": (pa.float16(), np.float16)}
 

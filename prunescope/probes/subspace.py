@@ -6,6 +6,10 @@ post-final-norm hidden state at the answer position (the last prompt token), fro
 derives the full-vocabulary and the option-subspace distributions, and the token ids of the prompt's
 options that span the subspace.
 
+The dense side is the same for every variant: the workflow computes it once
+(:func:`subspace_reference_records`: ``mode = 'reference'``, ``h_var`` null, in ``results/{model}/dense/probes/``)
+and each variant's job reads it back (:func:`read_reference`) and runs only the variant's forward.
+
 Which token is "the option letter" of a prompt (``"A"`` after a chat template's assistant header, ``" A"``
 after ``Answer:``) is read off each rendered prompt by :mod:`prunescope.probes.options` when the prompt-set
 file is written; this module takes those ids per prompt.
@@ -13,8 +17,11 @@ file is written; this module takes those ids per prompt.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
+import pyarrow.parquet as pq
 import torch
 
 from prunescope.probes.decoding import (
@@ -38,6 +45,53 @@ def final_states(model, batch: Sequence[Sequence[int] | torch.Tensor]) -> tuple[
     return captured[0].float().cpu(), torch.argmax(output.logits[:, -1], dim=-1).tolist()
 
 
+class FinalState(NamedTuple):
+    """One model's state at a prompt's answer position: the hidden vector and its greedy next token."""
+
+    hidden: torch.Tensor
+    token: int
+
+
+def model_states(model, prompts: Mapping[str, Sequence[int] | torch.Tensor], batch_size: int = 1
+                 ) -> dict[str, FinalState]:  # fmt: skip
+    """:class:`FinalState` of ``model`` for every prompt, ``batch_size`` prompts per forward (left padding);
+    the states do not depend on the batch (to fp32 tolerance)."""
+    states = {}
+    for ids in batches(prompts, batch_size):
+        hidden, tokens = final_states(model, [prompts[i] for i in ids])
+        states.update({prompt_id: FinalState(hidden[j], tokens[j]) for j, prompt_id in enumerate(ids)})
+    return states
+
+
+def subspace_reference_records(
+    dense,
+    prompts: Mapping[str, Sequence[int] | torch.Tensor],
+    option_ids: Mapping[str, Sequence[int]] | Sequence[int],
+    answers: Mapping[str, str] | None = None,
+    *,
+    batch_size: int = 1,
+    option_forms: Mapping[str, str] | None = None,
+) -> list[dict]:
+    """The dense reference table's rows (``mode = 'reference'``): ``h_ref`` and ``token_ref`` per prompt,
+    ``h_var`` None and ``token_var`` −1; option columns as in :func:`subspace_records`."""
+    per_prompt = _checked_options(prompts, option_ids, option_forms, dense.config.vocab_size)
+    states = model_states(dense, prompts, batch_size)
+    return [_row(prompt_id, "reference", states[prompt_id], None, per_prompt, answers, option_forms)
+            for prompt_id in prompts]
+
+
+def read_reference(path: str | os.PathLike) -> dict[str, FinalState]:
+    """The dense :class:`FinalState` of every prompt of a reference table (:func:`subspace_reference_records`)."""
+    table = pq.read_table(path, columns=["prompt_id", "mode", "token_ref", "h_ref"])
+    modes = set(table["mode"].to_pylist())
+    if modes != {"reference"}:
+        raise ValueError(f"{path}: not a dense subspace reference table (modes {sorted(modes)})")
+    hidden = torch.tensor(table["h_ref"].combine_chunks().flatten().to_numpy(zero_copy_only=False),
+                          dtype=torch.float32).reshape(table.num_rows, -1)
+    return {prompt_id: FinalState(hidden[i], int(token))
+            for i, (prompt_id, token) in enumerate(zip(table["prompt_id"].to_pylist(), table["token_ref"].to_pylist()))}
+
+
 def subspace_records(
     dense,
     variant,
@@ -50,6 +104,8 @@ def subspace_records(
 ) -> list[dict]:
     """One row per prompt: ``h_ref`` (dense) and ``h_var`` (variant) at the answer position.
 
+    ``dense`` is the dense model, or its states already computed (:func:`model_states`, or
+    :func:`read_reference` of the stored reference table), which then need not be computed again.
     ``option_ids[prompt_id]`` are that prompt's option token ids (the subspace; 2 or more distinct ids of the
     vocabulary); one plain sequence stands for the same ids on every prompt. ``token_ref``/``token_var``
     hold each model's greedy next token over the full vocabulary; ``option_tokens`` the prompt's subspace
@@ -57,31 +113,41 @@ def subspace_records(
     option tokens when ``option_forms`` is given. ``batch_size`` prompts run per forward (left padding); the
     rows do not depend on it (to fp32 tolerance).
     """
-    per_prompt = _options_per_prompt(prompts, option_ids, dense.config.vocab_size)
+    per_prompt = _checked_options(prompts, option_ids, option_forms, variant.config.vocab_size)
+    if isinstance(dense, Mapping):
+        require_every_prompt(prompts, dense, "subspace probe: the dense reference has no state for prompts")
+        reference = dense
+    else:
+        reference = model_states(dense, prompts, batch_size)
+    states = model_states(variant, prompts, batch_size)
+    return [_row(prompt_id, "forward", reference[prompt_id], states[prompt_id], per_prompt, answers, option_forms)
+            for prompt_id in prompts]
+
+
+def _row(prompt_id, mode, ref: FinalState, var: FinalState | None, per_prompt, answers, option_forms) -> dict:
+    row = {
+        "prompt_id": prompt_id,
+        "step": 0,
+        "layer": -1,
+        "sublayer": "final",
+        "mode": mode,
+        "token_ref": ref.token,
+        "token_var": -1 if var is None else var.token,
+        "h_ref": ref.hidden,
+        "h_var": None if var is None else var.hidden,
+        "option_tokens": per_prompt[prompt_id],
+        "answer": (answers or {}).get(prompt_id, ""),
+    }
+    if option_forms is not None:
+        row["option_form"] = option_forms[prompt_id]
+    return row
+
+
+def _checked_options(prompts, option_ids, option_forms, vocab: int) -> dict[str, list[int]]:
+    per_prompt = _options_per_prompt(prompts, option_ids, vocab)
     if option_forms is not None:
         require_every_prompt(prompts, option_forms, "subspace probe: option_forms has no entry for prompts")
-    rows: dict[str, dict] = {}
-    for ids in batches(prompts, batch_size):
-        batch = [prompts[i] for i in ids]
-        h_ref, tokens_ref = final_states(dense, batch)
-        h_var, tokens_var = final_states(variant, batch)
-        for j, prompt_id in enumerate(ids):
-            rows[prompt_id] = {
-                "prompt_id": prompt_id,
-                "step": 0,
-                "layer": -1,
-                "sublayer": "final",
-                "mode": "forward",
-                "token_ref": tokens_ref[j],
-                "token_var": tokens_var[j],
-                "h_ref": h_ref[j],
-                "h_var": h_var[j],
-                "option_tokens": per_prompt[prompt_id],
-                "answer": (answers or {}).get(prompt_id, ""),
-            }
-            if option_forms is not None:
-                rows[prompt_id]["option_form"] = option_forms[prompt_id]
-    return [rows[prompt_id] for prompt_id in prompts]
+    return per_prompt
 
 
 def _options_per_prompt(prompts, option_ids, vocab: int) -> dict[str, list[int]]:

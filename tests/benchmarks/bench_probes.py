@@ -11,7 +11,8 @@ template; no EOS stop, so every run decodes exactly ``--new-tokens`` tokens per 
 - ``generate``: stock ``model.generate`` on left-padded batches (the baseline);
 - ``layerwise drop`` / ``layerwise pruned`` (the variant: a copy with every decoder linear 50 % zeroed by
   magnitude masks) and the generation probe's ``reference`` (dense), ``free`` and ``forced`` (variant) runs;
-- ``subspace``: one forward of dense and variant per multiple-choice prompt (its rate is prompts/s).
+- ``subspace``: one forward of the variant per multiple-choice prompt beside the dense states, which the
+  workflow computes once per model and reads back (its rate is prompts/s).
 
 Batch size 1 runs on ``--batch1-prompts`` evenly spaced prompts of the set (the slowest case; rates are per
 token or per prompt, so they compare), every other size on all of them.
@@ -46,6 +47,7 @@ from prunescope.probes import (  # noqa: E402
     decode,
     dense_trajectories,
     layerwise_probe,
+    model_states,
     records_to_table,
     subspace_records,
     tokenize_probe_set,
@@ -153,6 +155,7 @@ def main() -> None:
     settings = DecodingSettings(temperature=1.0, max_new_tokens=args.new_tokens, seed=0, eos_token_ids=())
     check_parity(model, prompts, settings, batch_size=max(args.batch_sizes))
     reference = dense_trajectories(model, prompts, settings, batch_size=max(args.batch_sizes))
+    dense_states = model_states(model, mc, batch_size=1)  # the stored dense subspace reference
 
     lengths = [len(ids) for ids in prompts.values()]
     print(f"model {folder} | {len(prompts)} prompts of {min(lengths)}-{max(lengths)} tokens (mc: {len(mc)}; batch 1: "
@@ -173,7 +176,7 @@ def main() -> None:
             "generation free": lambda: variant_records(variant, texts, settings, reference, "free", batch_size=size),
             "generation forced": lambda: variant_records(variant, texts, settings, reference, "forced",
                                                          batch_size=size),
-            "subspace": lambda: subspace_records(model, variant, choices, option_ids, batch_size=size),
+            "subspace": lambda: subspace_records(dense_states, variant, choices, option_ids, batch_size=size),
         }
         if args.only:
             runs = {name: fn for name, fn in runs.items() if name in {*args.only, "generate", "layerwise pruned"}}
