@@ -62,6 +62,8 @@ def test_a_tail_below_the_exp_floor_leaves_every_metric_as_in_float64():
     z[:, :50] = g.normal(size=(6, 50))
     dz = 0.3 * g.normal(size=z.shape)
     dz[:, 50:] = 40 * g.uniform(-1, 1, size=(6, 2950))
+    # tail tokens 100 below the top that gain e^79, e^75, e^70 (log(q/p) under the overflow bound of 80)
+    z[:3, 60], dz[:3, 60] = -100.0, [79.0, 75.0, 70.0]
     z, z_var = z.astype(np.float32), (z + dz).astype(np.float32)
     assert (z - z.max(-1, keepdims=True) < -87).mean() > 0.4 and (z_var - z_var.max(-1, keepdims=True) < -87).any()
     for t in (1.0, 0.5):
@@ -77,6 +79,21 @@ def test_a_tail_below_the_exp_floor_leaves_every_metric_as_in_float64():
         np.testing.assert_allclose(m["kl_estimate"], (p * (d - mean_p) ** 2).sum(-1) / (2 * t * t), rtol=1e-4)
         cos = (p * q).sum(-1) / np.sqrt((p * p).sum(-1) * (q * q).sum(-1))
         np.testing.assert_allclose(m["one_minus_cos"], 1 - cos, rtol=1e-3)
+
+
+@pytest.mark.parametrize("gain", [79.0, 70.0])
+def test_a_token_below_the_exp_floor_that_gains_mass(gain):
+    # p̃ of token 60 is e^-100, far below the floor; q̃ is e^(gain - 100): its mass must come from q itself.
+    z = np.full((1, 1000), -200.0)
+    z[0, :50] = np.random.default_rng(0).normal(size=50)
+    dz = np.zeros_like(z)
+    z[0, 60], dz[0, 60] = -100.0, gain
+    z_var = z + dz
+    m = probability_metrics(torch.tensor(z, dtype=torch.float32), torch.tensor(z_var, dtype=torch.float32))
+    p, q = softmax64(z[0]), softmax64(z_var[0])
+    # A p̃ floored to e^-87 instead of 0 would add e^(gain - 87) / Σp̃: 3e-5 and 4e-9 here.
+    np.testing.assert_allclose(float(m["kl"][0]), (p * (np.log(p) - np.log(q))).sum(), rtol=1e-2, atol=1e-13)
+    np.testing.assert_allclose(float(m["total_variation"][0]), 0.5 * np.abs(p - q).sum(), rtol=1e-2, atol=1e-13)
 
 
 def test_top1_agreement_takes_the_first_maximal_token():

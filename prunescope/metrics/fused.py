@@ -22,18 +22,25 @@ Rows padded with logit −inf (and Δz = 0) carry no mass: the subspace metrics 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-# exp() of more than this overflows fp32 (max ≈ e^88.7).
-MAX_LOG_RATIO = 80.0
 # Arguments of exp() are floored here: on CPU, exp of an argument whose result is not a normal fp32 (below
 # about −87.3) leaves the vectorised path and costs ~250× as much, and real logit rows have many such
-# entries in their tail (log p̃ far below the top). e^−87 = 1.6e-38 instead of 0 or a subnormal changes
-# a sum over even a 262k vocabulary by under 1e-32, far below fp32's resolution of the totals (s >= 1).
+# entries in their tail (log p̃ far below the top). Below the floor p̃ and q̃ are set to exactly 0
+# (:func:`_exp_`); the two limits below keep what that drops under 1e-11 of the row's mass.
 EXP_FLOOR = -87.0
+# Where log(q/p) exceeds this, q̃ − p̃ and the KL term come from q̃ = exp(log p̃ + log(q/p)) directly, not
+# from p̃ (q/p − 1): a token with p̃ below e^EXP_FLOOR (so 0) can still gain q̃ up to e^(−87 + 60) = 2e-12
+# here, and e^x overflows fp32 beyond 88.
+DIRECT_LOG_RATIO = 60.0
+# Σ e^y (y = log q̃ up to a constant) is summed without first subtracting its maximum only while
+# |Δz/T| < this: it is then at least e^−40, so the entries below the floor (at most V e^−87) do not count.
+UNSHIFTED_LOG_RATIO = 40.0
+_FLOORED = math.exp(EXP_FLOOR) * 1.001  # exp of the floor, with room for its fp32 rounding
 # Inside |x| <= this, e^x − 1 − x comes from its Taylor series (terms up to x⁶/720).
 _SERIES_LIMIT = 0.25
 _SERIES = (1 / 720, 1 / 120, 1 / 24, 1 / 6, 1 / 2)
@@ -129,7 +136,7 @@ def chunk_sums(z_ref: Tensor, dz: Tensor, temperatures, scratch: Scratch, counts
 def _block_range(delta: Tensor, bound: float | None, coldest: float) -> tuple[float, float]:
     """Bounds on min and max Δz of a block: ±``bound`` when that keeps every fast path of
     :func:`probability_sums` open at the lowest temperature, else the block's own minimum and maximum."""
-    if bound is not None and 2 * bound / coldest <= MAX_LOG_RATIO:
+    if bound is not None and 2 * bound / coldest <= min(DIRECT_LOG_RATIO, 2 * UNSHIFTED_LOG_RATIO):
         return -bound, bound
     return float(delta.amin()), float(delta.amax())
 
@@ -168,24 +175,25 @@ def probability_sums(z_ref: Tensor, dz: Tensor, t: float, scratch: Scratch, z_ma
         torch.sub(z_ref, z_max[:, None], out=log_p)  # log p̃ <= 0
     else:
         torch.add(neg_top[:, None], z_ref, alpha=inv_t, out=log_p)  # log p̃ <= 0 (up to rounding at the top)
-    s = torch.clamp(log_p, min=EXP_FLOOR, out=p).exp_().sum(dim=-1)
+    s = _exp_(torch.clamp(log_p, min=EXP_FLOOR, out=p)).sum(dim=-1)
     # log(q/p) = Δz/T − log E_p[exp(Δz/T)], from the logit difference rather than from two rounded
     # log-softmaxes; E_p divides by Σp̃, which also removes the rounding of the normaliser.
     torch.add(log_p, dz, alpha=inv_t, out=y)
-    # y = log p̃ + Δz/T <= max Δz/T, and y >= min Δz/T at the top token (log p̃ = 0): when |Δz/T| < 80,
+    # y = log p̃ + Δz/T <= max Δz/T, and y >= min Δz/T at the top token (log p̃ = 0): when |Δz/T| < 40,
     # Σ e^y neither overflows nor underflows, and needs no shift by its maximum.
-    if max(-dz_range[0], dz_range[1]) * inv_t < MAX_LOG_RATIO:
-        neg_shift = torch.div(s, y.clamp_(min=EXP_FLOOR).exp_().sum(dim=-1)).log_()
+    if max(-dz_range[0], dz_range[1]) * inv_t < UNSHIFTED_LOG_RATIO:
+        neg_shift = torch.div(s, _exp_(y.clamp_(min=EXP_FLOOR)).sum(dim=-1)).log_()
     else:
         y_max = y.amax(dim=-1)
-        neg_shift = torch.div(s, y.sub_(y_max[:, None]).clamp_(min=EXP_FLOOR).exp_().sum(dim=-1)).log_().sub_(y_max)
+        neg_shift = torch.div(s, _exp_(y.sub_(y_max[:, None]).clamp_(min=EXP_FLOOR)).sum(dim=-1)).log_().sub_(y_max)
     torch.add(neg_shift[:, None], dz, alpha=inv_t, out=x)
     excess = _expm1_and_excess(x, y, a, b, scratch.series)
     dp = torch.add(x, excess, out=expm1).mul_(p)  # q̃ − p̃ = p̃ (q/p − 1) = p̃ (log(q/p) + excess)
-    # log(q/p) <= max Δz/T − E_p[Δz/T] <= (max Δz − min Δz)/T: look for an overflow only when that is large.
-    if (dz_range[1] - dz_range[0]) * inv_t > MAX_LOG_RATIO and float(x.amax()) > MAX_LOG_RATIO:
-        overflow = x > MAX_LOG_RATIO  # q/p beyond fp32 where p underflows: take q − p directly there
-        dp.copy_(torch.where(overflow, (log_p + x).exp() - p, dp))  # (a rare path, left unfused)
+    # log(q/p) <= max Δz/T − E_p[Δz/T] <= (max Δz − min Δz)/T: look for a large one only when that is large.
+    if (dz_range[1] - dz_range[0]) * inv_t > DIRECT_LOG_RATIO and float(x.amax()) > DIRECT_LOG_RATIO:
+        overflow = x > DIRECT_LOG_RATIO  # take q − p from q itself there (see DIRECT_LOG_RATIO)
+        q = _exp_(torch.add(log_p, x).clamp_(min=EXP_FLOOR))
+        dp.copy_(torch.where(overflow, q - p, dp))  # (a rare path, left unfused)
         overflow_kl = torch.where(overflow, dp - p * x, p * excess).sum(dim=-1)
         excess.masked_fill_(overflow, 0.0)  # e^x − 1 − x is infinite there; its KL term is in overflow_kl
     else:
@@ -268,6 +276,11 @@ def _expm1_and_excess(x: Tensor, excess: Tensor, small: Tensor, series: Tensor, 
     # lerp(a, b, w) is a + w(b − a) for w < 0.5 and b − (1 − w)(b − a) otherwise: exact at w = 0 and 1;
     # w = 1.0 where |x| <= the limit (the clamp left x as it was).
     return excess.lerp_(series, torch.eq(small, x, out=small))
+
+
+def _exp_(floored: Tensor) -> Tensor:
+    """e^t in place for ``floored`` = max(t, EXP_FLOOR), with exactly 0 where t was at or below the floor."""
+    return torch.nn.functional.threshold_(floored.exp_(), _FLOORED, 0.0)
 
 
 def _norm(a: Tensor) -> Tensor:
