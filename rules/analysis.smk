@@ -28,6 +28,7 @@ for _job in probe_rules(RUN, config) + metrics_rules(RUN, config):
         benchmark:
             _job.benchmark
         threads: 1
+        priority: priority(_job.name)
         resources: **_job.resources, gpu=GPUS_PER_JOB
         script:
             # Formatted per job: a rule's run code is evaluated when the job runs, after the loop has ended.

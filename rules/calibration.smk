@@ -13,6 +13,7 @@ rule calibration:
     log:
         "logs/{model}/calibration-{calibration}.log",
     threads: 1
+    priority: priority("calibration")
     resources:
         mem_mb=8000,
         runtime=60,

@@ -7,6 +7,7 @@ from prunescope.config import ConfigError, canonical
 from prunescope.families import metrics_rules, probe_rules, rewrite_rules
 from prunescope.models import source_settings
 from prunescope.preflight import check_run_inputs
+from prunescope.schedule import priority
 from prunescope.targets import RunTargets
 from prunescope.tasks import TaskConfigError, check_tasks
 from prunescope.tasks.inputs import data_inputs, fetched_tasks

@@ -16,7 +16,8 @@ rule layer_scores:
         "logs/{model}/layer_scores.log",
     benchmark:
         "benchmarks/{model}/layer_scores.tsv"
-    threads: 2
+    threads: 1
+    priority: priority("layer_scores")
     resources: **(MODEL_JOB | {"runtime": 120})
     script:
         "../workflow_scripts/layer_scores.py"
@@ -36,7 +37,8 @@ rule drop_spec:
         batch_size=config["dropping"]["batch_size"],
     log:
         "logs/{model}/{variant}/drop_spec.log",
-    threads: 2
+    threads: 1
+    priority: priority("drop_spec")
     resources:
         # One-shot selection only reads the scores: no GPU needed.
         **(MODEL_JOB | {"runtime": 120, "gpu": GPUS_PER_JOB if RUN.iterative_dropping else 0}),

@@ -14,7 +14,8 @@ rule model:
         entry=lambda wc: canonical(source_settings(config["models"][wc.model])),
     log:
         "logs/{model}/model.log",
-    threads: 2
+    threads: 1
+    priority: priority("model")
     resources:
         mem_mb=8000,
         runtime=120,

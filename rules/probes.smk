@@ -13,6 +13,7 @@ rule probe_prompts:
     log:
         "logs/{model}/prompts.log",
     threads: 1
+    priority: priority("probe_prompts")
     resources:
         mem_mb=2000,
         runtime=10,

@@ -23,7 +23,8 @@ for _rewrite in rewrite_rules(config):
             _rewrite.log,
         benchmark:
             _rewrite.benchmark
-        threads: 2
+        threads: 1
+        priority: priority(_rewrite.name)
         resources: **_rewrite.resources, gpu=GPUS_PER_JOB
         script:
             # Formatted per job: a rule's run code is evaluated when the job runs, after the loop has ended.

@@ -18,6 +18,7 @@ rule task_data:
     log:
         "logs/benchmarks/{task}.log",
     threads: 1
+    priority: priority("task_data")
     resources: **LIGHT_JOB
     script:
         "../workflow_scripts/task_data.py"
@@ -33,6 +34,7 @@ rule task_fetch:
     log:
         "logs/benchmarks/hub/{task}.log",
     threads: 1
+    priority: priority("task_fetch")
     resources:
         mem_mb=8000,
         runtime=120,
@@ -58,6 +60,7 @@ rule task_eval:
         "benchmarks/{model}/{variant}/tasks.tsv"
     # One thread per job: on a small CPU machine two variants evaluated side by side beat one with two threads.
     threads: 1
+    priority: priority("task_eval")
     resources: **MODEL_JOB
     script:
         "../workflow_scripts/task_eval.py"
