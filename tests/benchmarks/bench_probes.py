@@ -17,6 +17,10 @@ template; no EOS stop, so every run decodes exactly ``--new-tokens`` tokens per 
 Batch size 1 runs on ``--batch1-prompts`` evenly spaced prompts of the set (the slowest case; rates are per
 token or per prompt, so they compare), every other size on all of them.
 
+``prefill`` times the first forward of each batch alone; the bench prints its share of ``generate``'s time
+and ``generate``'s speed-up at batch 16 with it taken out (its cost is per prompt token, which no batch
+size shrinks).
+
 Targets (issue 17): layer-wise / ``generate`` at the same batch size <= 1.2x in drop mode and <= 2.1x in
 pruned mode; each probe's rate at batch 16 >= 5x its rate at batch 1 (on 2 cores). Each timing is the
 best of ``--repeats`` runs, the runs interleaved so that load from other processes hits all of them alike.
@@ -53,7 +57,7 @@ from prunescope.probes import (  # noqa: E402
     tokenize_probe_set,
     variant_records,
 )
-from prunescope.probes.decoding import batches, prompt_seed  # noqa: E402
+from prunescope.probes.decoding import batches, forward_kwargs, left_pad, prompt_seed  # noqa: E402
 from prunescope.pruning import magnitude_mask  # noqa: E402
 
 CANDIDATES = [Path("resources/models/smollm2-135m-instruct"), Path("/tmp/smollm2")]
@@ -98,6 +102,15 @@ def stock_generate(model, prompts: dict, settings: DecodingSettings, batch_size:
         mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
         model.generate(input_ids, attention_mask=mask, do_sample=True, temperature=settings.temperature, top_k=0,
                        top_p=1.0, max_new_tokens=settings.max_new_tokens, eos_token_id=None, pad_token_id=0)
+
+
+@torch.no_grad()
+def prefill_only(model, prompts: dict, batch_size: int) -> None:
+    """The first forward of every batch alone (what step 0 of ``generate`` computes): its cost is per prompt
+    token, so batching cannot shrink it, and it bounds the speed-up of a whole decoding run."""
+    for ids in batches(prompts, batch_size):
+        input_ids, mask, positions = left_pad([prompts[i] for i in ids], "cpu")
+        model(input_ids=input_ids, use_cache=True, **forward_kwargs(model, mask, positions))
 
 
 def spaced(prompts: dict, n: int) -> dict:
@@ -162,6 +175,7 @@ def main() -> None:
           f"{min(args.batch1_prompts, len(prompts))} of each) | {args.new_tokens} new tokens each | threads "
           f"{args.threads} | best of {args.repeats}")
     rates: dict[str, dict[int, float]] = {}
+    prefill_seconds, generate_seconds = {}, {}
     records = {}
     for size in args.batch_sizes:
         texts, choices = prompts, mc
@@ -169,6 +183,7 @@ def main() -> None:
             texts, choices = spaced(prompts, args.batch1_prompts), spaced(mc, args.batch1_prompts)
         runs = {
             "generate": lambda: stock_generate(model, texts, settings, size),
+            "prefill": lambda: prefill_only(model, texts, size),
             "layerwise drop": lambda: layerwise_probe(model, texts, settings, batch_size=size),
             "layerwise pruned": lambda: records.__setitem__(
                 "pruned", layerwise_probe(model, texts, settings, variant, batch_size=size)),
@@ -179,12 +194,14 @@ def main() -> None:
             "subspace": lambda: subspace_records(dense_states, variant, choices, option_ids, batch_size=size),
         }
         if args.only:
-            runs = {name: fn for name, fn in runs.items() if name in {*args.only, "generate", "layerwise pruned"}}
+            runs = {name: fn for name, fn in runs.items() if name in {*args.only, "generate", "prefill", "layerwise pruned"}}
         best = best_of(args.repeats, runs)
         for name, seconds in best.items():
             done = len(choices) if name == "subspace" else len(texts) * args.new_tokens
             rates.setdefault(name, {})[size] = done / seconds
-        line = ", ".join(f"{name} {rates[name][size]:.1f}" for name in runs)
+        prefill_seconds[size], generate_seconds[size] = best["prefill"], best["generate"]
+        del rates["prefill"]  # not a probe: reported below as a share of generate's time
+        line = ", ".join(f"{name} {rates[name][size]:.1f}" for name in runs if name != "prefill")
         print(f"  batch {size:3d}: {line}", flush=True)
 
     print(f"\n  {'probe':22s}" + "".join(f"{'b' + str(s):>10s}" for s in args.batch_sizes) + "   unit")
@@ -199,6 +216,12 @@ def main() -> None:
         print("\n  rate at batch 16 / rate at batch 1 (target >= 5x)")
         for name, by_size in rates.items():
             print(f"  {name:22s}{by_size[16] / by_size[1]:.2f}x")
+        # generate's time = prefill (per prompt token) + decoding steps (per step, which batching amortises).
+        share = "  ".join(f"b{s} {prefill_seconds[s] / generate_seconds[s]:.0%}" for s in args.batch_sizes)
+        print(f"\n  prefill share of generate's time: {share}")
+        steps = {s: rates["generate"][s] * generate_seconds[s] / (generate_seconds[s] - prefill_seconds[s])
+                 for s in (1, 16)}
+        print(f"  generate's decoding steps alone (prefill taken out): b16 / b1 = {steps[16] / steps[1]:.2f}x")
 
     sample = [r for r in records["pruned"] if r["prompt_id"] in list(prompts)[:2]]  # two prompts are enough
     n_vectors = 2 * len(sample)
