@@ -76,3 +76,16 @@ def test_a_rule_without_a_priority_is_named():
     assert priority("report_fig01_drop_tasks") == 0
     with pytest.raises(KeyError, match="rule 'probe_new_kind' has no priority in prunescope.schedule.PRIORITY"):
         priority("probe_new_kind")
+
+
+def test_the_default_profile_re_selects_jobs_rarely_but_never_limits_a_local_run():
+    """Snakemake adds one periodic re-selection (every timespan of --max-jobs-per-timespan) per finished job,
+    each stat-ing the inputs of every ready job; the default profile makes the period 10 s, and its limit
+    far above what a local run starts."""
+    import yaml
+    from snakemake.settings.types import MaxJobsPerTimespan
+
+    profile = yaml.safe_load((ROOT / "profiles" / "default" / "config.yaml").read_text())
+    limit = MaxJobsPerTimespan.parse_choice(profile["max-jobs-per-timespan"])
+    assert limit.timespan >= 10
+    assert limit.max_jobs / limit.timespan >= 10  # jobs per second a local run may start
