@@ -1,28 +1,21 @@
 """The default run's scheduling (prunescope.schedule): single-thread jobs, and priorities that rank every
 rule above the rules consuming its outputs, read from Snakemake's own plan and rule graph."""
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from prunescope.schedule import PRIORITY, priority
+from tests.test_cluster import dry_run
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = os.environ | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
-def snakemake(*args: str, workdir: Path) -> str:
-    """Snakemake on the default config in an empty ``workdir`` (so every job is planned), at 2 cores."""
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-         "--configfile", str(ROOT / "config" / "config.yaml"), "--cores", "2", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return result.stdout
+def default_dry_run(*args: str, workdir: Path) -> str:
+    """A dry run of the default config in an empty ``workdir`` (so every job is planned), at 2 cores."""
+    return dry_run("--directory", str(workdir), "--configfile", str(ROOT / "config" / "config.yaml"), "--cores", "2",
+                   *args).stdout
 
 
 def planned_settings(plan: str) -> list[tuple[str, int, int]]:
@@ -46,7 +39,7 @@ def rule_edges(dot: str) -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def default_plan(tmp_path_factory) -> str:
-    return snakemake("-n", workdir=tmp_path_factory.mktemp("plan"))
+    return default_dry_run(workdir=tmp_path_factory.mktemp("plan"))
 
 
 def test_every_default_job_takes_one_thread_and_its_rules_priority(default_plan):
@@ -58,7 +51,7 @@ def test_every_default_job_takes_one_thread_and_its_rules_priority(default_plan)
 
 
 def test_a_rule_ranks_above_the_rules_that_read_its_outputs(tmp_path):
-    edges = [(a, b) for a, b in rule_edges(snakemake("--rulegraph", workdir=tmp_path)) if b != "all"]
+    edges = [(a, b) for a, b in rule_edges(default_dry_run("--rulegraph", workdir=tmp_path)) if b != "all"]
     assert len(edges) > 40 and ("prune", "probe_layerwise_pruned") in edges
     # Report rules all run last at the same priority; every other edge strictly descends.
     wrong = [(a, b) for a, b in edges if priority(a) < priority(b) or (priority(a) == priority(b) and not a.startswith("report_"))]

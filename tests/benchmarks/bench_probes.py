@@ -196,12 +196,12 @@ def main() -> None:
         if args.only:
             runs = {name: fn for name, fn in runs.items() if name in {*args.only, "generate", "prefill", "layerwise pruned"}}
         best = best_of(args.repeats, runs)
+        # The prefill is not a probe: it is reported below as a share of generate's time.
+        prefill_seconds[size], generate_seconds[size] = best.pop("prefill"), best["generate"]
         for name, seconds in best.items():
             done = len(choices) if name == "subspace" else len(texts) * args.new_tokens
             rates.setdefault(name, {})[size] = done / seconds
-        prefill_seconds[size], generate_seconds[size] = best["prefill"], best["generate"]
-        del rates["prefill"]  # not a probe: reported below as a share of generate's time
-        line = ", ".join(f"{name} {rates[name][size]:.1f}" for name in runs if name != "prefill")
+        line = ", ".join(f"{name} {rates[name][size]:.1f}" for name in best)
         print(f"  batch {size:3d}: {line}", flush=True)
 
     print(f"\n  {'probe':22s}" + "".join(f"{'b' + str(s):>10s}" for s in args.batch_sizes) + "   unit")
