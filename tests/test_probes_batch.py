@@ -9,6 +9,7 @@ import copy
 import pytest
 import torch
 from conftest import tiny_model
+from test_probes_prefill import PREFIXED
 
 from prunescope.adapter import model_parts
 from prunescope.probes.decoding import DecodingSettings, decode, decode_batch, prompt_seed
@@ -43,9 +44,9 @@ def magnitude_pruned(model, sparsity=0.5):
     return variant
 
 
-def stopping_eos(model, temperature, new_tokens=12):
+def stopping_eos(model, temperature, new_tokens=12, prompts=PROMPTS):
     """A token that some prompts' runs emit and others never do, so EOS stops only some rows."""
-    free = decode(model, PROMPTS, settings(temperature, new_tokens))
+    free = decode(model, prompts, settings(temperature, new_tokens))
     runs = [d.tokens for d in free.values()]
     for token in runs[0] + runs[1] + runs[2]:
         if any(token not in run for run in runs) and any(token in run[:-1] for run in runs):
@@ -284,3 +285,44 @@ def test_the_lm_head_runs_on_the_last_position_only():
         handle.remove()
     assert rows_in[0] == (5, 1)  # the prefill of five padded prompts: one position each
     assert len(rows_in) == 4 + 2 and all(positions == 1 for _, positions in rows_in)
+
+
+# The same checks on prompts whose prefill runs as several forwards (a shared header computed once, rows
+# joining as their prompts start: tests/test_probes_prefill.py), where the variant attention's own cache
+# must grow with the batch as well as shrink.
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_layerwise_pruned_with_a_segmented_prefill_does_not_depend_on_the_batch(family):
+    dense = tiny_model(family)
+    variant = magnitude_pruned(dense)
+    eos = (stopping_eos(dense, 1.0, prompts=PREFIXED),)
+    one = layerwise_probe(dense, PREFIXED, settings(1.0, eos=eos), variant=variant)
+    five = layerwise_probe(dense, PREFIXED, settings(1.0, eos=eos), variant=variant, batch_size=5)
+    lengths = {r["prompt_id"]: r["step"] + 1 for r in one}
+    assert len(set(lengths.values())) > 1  # rows really stopped at different steps
+    assert_same_records(one, five)
+    identical = layerwise_probe(dense, PREFIXED, settings(1.0), variant=copy.deepcopy(dense), batch_size=5)
+    assert all(torch.equal(r["h_ref"], r["h_var"]) for r in identical)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_generation_and_subspace_with_a_segmented_prefill_do_not_depend_on_the_batch(family):
+    dense = tiny_model(family)
+    variant = magnitude_pruned(dense)
+    run = settings(1.0)
+    reference = dense_trajectories(dense, PREFIXED, run)
+    for mode in ("free", "forced"):
+        one = variant_records(variant, PREFIXED, run, reference, mode)
+        five = variant_records(variant, PREFIXED, run, reference, mode, batch_size=5)
+        assert_same_records(one, five)
+    # A variant equal to the dense model, run with the same batch size, reproduces the reference bit for bit.
+    reference_five = dense_trajectories(dense, PREFIXED, run, batch_size=5)
+    identical = variant_records(copy.deepcopy(dense), PREFIXED, run, reference_five, "free", batch_size=5)
+    assert all(torch.equal(r["h_var"], reference_five[r["prompt_id"]].hidden[r["step"]]) for r in identical)
+    five = subspace_records(dense, variant, PREFIXED, [6, 7, 8], batch_size=5)
+    for r5 in five:
+        with torch.no_grad():  # independent: a stock unpadded forward of the prompt alone
+            out = variant(torch.tensor([PREFIXED[r5["prompt_id"]]]), output_hidden_states=True)
+        assert_same_vectors(r5["h_var"], out.hidden_states[-1][0, -1])
+        assert r5["token_var"] == int(out.logits[0, -1].argmax())

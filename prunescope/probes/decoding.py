@@ -11,7 +11,10 @@ same inputs), so they decode with this loop instead of ``generate``. It makes th
   out when no row of the forward has padding (a batch of one never has);
 - prefill over the padded prompts, then one forward over the chosen token of every running row per step,
   all with ``use_cache=True`` and ``logits_to_keep=1``: the LM head runs on the last position only, the
-  only one read (``generate`` sets the same);
+  only one read (``generate`` sets the same). Where it saves work, the prefill of a batch runs as a few
+  forwards that skip its padding and compute the prompts' shared prefix once
+  (:mod:`prunescope.probes.prefill`); a batch of one, and a batch without enough to skip, is the one
+  left-padded forward ``generate`` makes;
 - token choice (``GenerationMixin._sample``): the last position's logits cast to fp32; greedy ``argmax`` when
   ``temperature == 0``; otherwise ``logits / T`` (``TemperatureLogitsWarper``, skipped when T == 1),
   ``softmax`` and ``torch.multinomial(probs, 1)``. No top-k / top-p / repetition warpers: this equals
@@ -31,8 +34,8 @@ tolerance: padded batched matmuls are not bitwise equal to unpadded ones). The m
 ``generation_config`` (warpers, penalties) is deliberately ignored: these settings are the whole decoding
 definition, and they are recorded with every probe output.
 
-Step numbering, used by every probe: step 0 is the prefill forward (its last position chooses the first new
-token); step t > 0 is the forward over the token chosen at step t - 1.
+Step numbering, used by every probe: step 0 is the prefill (its last forward's last position chooses the first
+new token); step t > 0 is the forward over the token chosen at step t - 1.
 """
 
 from __future__ import annotations
@@ -46,15 +49,16 @@ from dataclasses import dataclass
 import torch
 
 from prunescope.adapter import model_parts
+from prunescope.probes.prefill import PAD_ID, prefill
 
-# Called after every forward with (step, model output, tokens chosen at this step, rows): ``rows[j]`` is the
-# index in the batch of the forward's row j (rows leave the batch when they stop).
+# Called after every decoding step's forward with (step, model output, tokens chosen at this step, rows):
+# ``rows[j]`` is the index in the batch of the forward's row j (rows leave the batch when they stop). The
+# prefill's earlier forwards (:mod:`prunescope.probes.prefill`) are not steps and call nothing.
 StepHook = Callable[[int, object, list[int], list[int]], None]
-# Called before the next forward when rows stopped, with the positions (in the last forward) of the rows
-# that go on: anything batched alongside the model's cache must keep the same rows.
+# Called before the next forward when its rows differ from the last one's (rows stopped; or, during the
+# prefill, rows joined), with the position in the last forward of the row feeding each row of the next
+# (``Cache.batch_select_indices``): anything batched alongside the model's cache must do the same.
 KeepHook = Callable[[torch.Tensor], None]
-
-PAD_ID = 0  # what fills left padding; masked out, so any id of the vocabulary would do
 
 
 @dataclass(frozen=True)
@@ -218,7 +222,7 @@ def decode_batch(
     :func:`prompt_seed`). ``forced_tokens[j]`` turns row j into teacher forcing: the model is fed these
     tokens instead of its own choices (one forward per token, the same calls as free decoding) and no EOS
     check applies; with forcing, every row is forced. ``on_step`` runs after each forward, while forward
-    hooks' state is still current; ``on_keep`` when rows leave the batch (see :data:`KeepHook`).
+    hooks' state is still current; ``on_keep`` when the rows of the batch change (see :data:`KeepHook`).
     """
     device = next(model.parameters()).device
     prompts = [as_token_list(ids) for ids in batch]
@@ -236,16 +240,20 @@ def decode_batch(
             raise ValueError("sampling needs one seed per prompt of the batch (see prompt_seed)")
         generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
 
-    input_ids, mask, positions = left_pad(prompts, device)
+    def forward(input_ids, cache, mask, positions):
+        return model(input_ids=input_ids, cache=cache, use_cache=True, **forward_kwargs(model, mask, positions))
+
     tokens: list[list[int]] = [[] for _ in prompts]
     hidden: list[list[torch.Tensor]] = [[] for _ in prompts]
     stopped = [False] * len(prompts)
     rows = list(range(len(prompts)))  # batch index of each row of the current forward
-    cache = None
     with capture_final_hidden(model) if record_final_hidden else nullcontext() as finals:
         for step in range(max(limits)):
-            output = model(input_ids=input_ids, cache=cache, use_cache=True, **forward_kwargs(model, mask, positions))
-            cache = output.cache
+            if step == 0:
+                output, cache, mask, positions = prefill(model, prompts, forward, on_rows=on_keep)
+            else:
+                output = forward(input_ids, cache, mask, positions)
+                cache = output.cache
             if forced_tokens is None:
                 chosen = choose_tokens(output.logits[:, -1], settings.temperature,
                                        None if generators is None else [generators[r] for r in rows])

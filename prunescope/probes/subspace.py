@@ -1,7 +1,8 @@
 """Categorical-subspace probe (paper Fig 8; notes section 8.4).
 
 One forward pass over each multiple-choice prompt, for the dense model and for the variant (a batch of
-left-padded prompts per forward, the LM head on the last position only); the probe keeps the
+prompts at a time, its padding and shared prefix skipped: :mod:`prunescope.probes.prefill`; the LM head on
+the last position only); the probe keeps the
 post-final-norm hidden state at the answer position (the last prompt token), from which the metrics stage
 derives the full-vocabulary and the option-subspace distributions, and the token ids of the prompt's
 options that span the subspace.
@@ -29,20 +30,23 @@ from prunescope.probes.decoding import (
     batches,
     capture_final_hidden,
     forward_kwargs,
-    left_pad,
     require_every_prompt,
 )
+from prunescope.probes.prefill import prefill
 
 
 @torch.no_grad()
 def final_states(model, batch: Sequence[Sequence[int] | torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
-    """Post-final-norm hidden states at the last position (rows, hidden; fp32, CPU) of a left-padded batch,
-    and each row's greedy next token. One forward, no cache, the LM head on the last position only."""
-    device = next(model.parameters()).device
-    input_ids, mask, positions = left_pad([as_token_list(ids) for ids in batch], device)
+    """Post-final-norm hidden states at the last position (rows, hidden; fp32, CPU) of a batch, and each
+    row's greedy next token: the prefill of :mod:`prunescope.probes.prefill` (one left-padded forward, or
+    a few that skip the padding and the shared prefix), the LM head on the last position only."""
+
+    def forward(input_ids, cache, mask, positions):
+        return model(input_ids=input_ids, cache=cache, use_cache=True, **forward_kwargs(model, mask, positions))
+
     with capture_final_hidden(model) as captured:
-        output = model(input_ids=input_ids, use_cache=False, **forward_kwargs(model, mask, positions))
-    return captured[0].float().cpu(), torch.argmax(output.logits[:, -1], dim=-1).tolist()
+        output, _, _, _ = prefill(model, [as_token_list(ids) for ids in batch], forward)
+    return captured[-1].float().cpu(), torch.argmax(output.logits[:, -1], dim=-1).tolist()
 
 
 class FinalState(NamedTuple):
@@ -54,7 +58,7 @@ class FinalState(NamedTuple):
 
 def model_states(model, prompts: Mapping[str, Sequence[int] | torch.Tensor], batch_size: int = 1
                  ) -> dict[str, FinalState]:  # fmt: skip
-    """:class:`FinalState` of ``model`` for every prompt, ``batch_size`` prompts per forward (left padding);
+    """:class:`FinalState` of ``model`` for every prompt, ``batch_size`` prompts at a time;
     the states do not depend on the batch (to fp32 tolerance)."""
     states = {}
     for ids in batches(prompts, batch_size):
@@ -110,7 +114,7 @@ def subspace_records(
     vocabulary); one plain sequence stands for the same ids on every prompt. ``token_ref``/``token_var``
     hold each model's greedy next token over the full vocabulary; ``option_tokens`` the prompt's subspace
     ids; ``answer`` the gold letter where known (``""`` otherwise); ``option_form`` the prompt's form of the
-    option tokens when ``option_forms`` is given. ``batch_size`` prompts run per forward (left padding); the
+    option tokens when ``option_forms`` is given. ``batch_size`` prompts run at a time; the
     rows do not depend on it (to fp32 tolerance).
     """
     per_prompt = _checked_options(prompts, option_ids, option_forms, variant.config.vocab_size)
