@@ -131,3 +131,22 @@ def test_bad_settings_and_inputs_are_rejected():
         decode(tiny_model("llama"), {"x": [[1, 2], [3, 4]]}, settings)
     with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
         decode(tiny_model("llama"), {"x": PROMPT}, settings, batch_size=0)
+
+
+def test_free_and_forced_rows_of_one_prompt_in_one_batch():
+    """A forced row ignores EOS and follows its tokens; the free row of the same prompt samples and stops."""
+    model = tiny_model("llama")
+    settings = DecodingSettings(temperature=1.0, max_new_tokens=6, seed=0, eos_token_ids=())
+    (free,) = decode_batch(model, [PROMPT], settings, seeds=[prompt_seed(0, ID)], record_final_hidden=True)
+    eos = free.tokens[2]
+    stopping = DecodingSettings(temperature=1.0, max_new_tokens=6, seed=0, eos_token_ids=(eos,))
+    forced_seq = [eos, eos, 7, eos]
+    row_free, row_forced = decode_batch(model, [PROMPT, PROMPT], stopping, seeds=[prompt_seed(0, ID)] * 2,
+                                        forced_tokens=[None, forced_seq], record_final_hidden=True)
+    stop = free.tokens.index(eos) + 1
+    assert row_free.tokens == free.tokens[:stop] and row_free.stopped_at_eos
+    torch.testing.assert_close(row_free.final_hidden, free.final_hidden[:stop], rtol=1e-5, atol=1e-5)
+    assert row_forced.tokens == forced_seq and not row_forced.stopped_at_eos
+    assert torch.equal(row_forced.final_hidden[0], row_free.final_hidden[0])  # one prefill for both rows
+    with pytest.raises(ValueError, match="needs distinct prompts"):
+        decode_batch(model, [PROMPT, PROMPT], settings, seeds=[1, 2], on_step=lambda *a: None)

@@ -99,3 +99,36 @@ def test_bad_mode_and_missing_reference_are_rejected():
         variant_records(model, PROMPTS, SETTINGS, reference, mode="teacher")
     with pytest.raises(ValueError, match=r"no dense reference for prompts \['b'\]"):
         variant_records(model, PROMPTS, SETTINGS, reference)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_both_modes_at_once_equal_each_mode_alone(batch_size):
+    """The workflow decodes a prompt's free and forced runs side by side from one prefill."""
+    dense, variant = tiny_model("llama", seed=0), tiny_model("llama", seed=1)
+    reference = dense_trajectories(dense, PROMPTS, SETTINGS)
+    both = variant_records(variant, PROMPTS, SETTINGS, reference, ("free", "forced"), batch_size=batch_size)
+    alone = [r for mode in ("free", "forced") for r in variant_records(variant, PROMPTS, SETTINGS, reference, mode)]
+    assert [(r["mode"], r["prompt_id"], r["step"], r["token_ref"], r["token_var"]) for r in both] == \
+        [(r["mode"], r["prompt_id"], r["step"], r["token_ref"], r["token_var"]) for r in alone]
+    for a, b in zip(both, alone):
+        torch.testing.assert_close(a["h_var"], b["h_var"], rtol=1e-5, atol=1e-5)
+    assert any(r["token_var"] != r["token_ref"] for r in both if r["mode"] == "free")  # the runs really differ
+
+
+def test_both_modes_share_one_prefill():
+    model = tiny_model("qwen3")
+    reference = dense_trajectories(model, PROMPTS, SETTINGS)
+    shapes = []
+    handle = model.register_forward_pre_hook(lambda _m, _a, kw: shapes.append(tuple(kw["input_ids"].shape)),
+                                             with_kwargs=True)
+    try:
+        rows = variant_records(model, PROMPTS, SETTINGS, reference, ("free", "forced"), batch_size=2)
+    finally:
+        handle.remove()
+    assert shapes[0] == (2, 6) and shapes[1] == (4, 1)  # two prompts prefilled once, then four runs decode
+    for r in rows:  # an identical variant: the reference's tokens, its vectors to fp32 tolerance
+        ref = reference[r["prompt_id"]]
+        assert r["token_var"] == r["token_ref"] == ref.tokens[r["step"]]
+        torch.testing.assert_close(r["h_var"], ref.hidden[r["step"]], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="one or more distinct modes"):
+        variant_records(model, PROMPTS, SETTINGS, reference, ("free", "free"))

@@ -26,8 +26,7 @@ for probe_set, prompt_file, reference_file, path in zip(snakemake.params.sets, s
     if variant_name == "dense":
         records = reference_records(dense_trajectories(model, job.prompts, job.decoding, batch_size=batch_size))
     else:
-        records = [row for mode in GENERATION_MODES
-                   for row in variant_records(model, job.prompts, job.decoding, reference, mode, batch_size=batch_size)]
+        records = variant_records(model, job.prompts, job.decoding, reference, GENERATION_MODES, batch_size=batch_size)
     log_probe_throughput(log, "generation", probe_set, job.prompts, records, time.perf_counter() - start)
     job.write(records, path, model=snakemake.wildcards.model, variant=variant_name, probe="generation",
               probe_set=probe_set, batch_size=batch_size)

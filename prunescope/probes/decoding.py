@@ -211,7 +211,7 @@ def decode_batch(
     settings: DecodingSettings,
     *,
     seeds: Sequence[int] | None = None,
-    forced_tokens: Sequence[Sequence[int]] | None = None,
+    forced_tokens: Sequence[Sequence[int] | None] | None = None,
     on_step: StepHook | None = None,
     on_keep: KeepHook | None = None,
     record_final_hidden: bool = False,
@@ -221,24 +221,28 @@ def decode_batch(
     ``seeds[j]`` seeds row j's random stream (required when sampling; :func:`decode` passes
     :func:`prompt_seed`). ``forced_tokens[j]`` turns row j into teacher forcing: the model is fed these
     tokens instead of its own choices (one forward per token, the same calls as free decoding) and no EOS
-    check applies; with forcing, every row is forced. ``on_step`` runs after each forward, while forward
-    hooks' state is still current; ``on_keep`` when the rows of the batch change (see :data:`KeepHook`).
+    check applies; ``None`` for a row leaves it free. Rows with the same prompt share one prefill (a
+    variant's free and teacher-forced runs of a prompt start from the same states), so their step-0
+    outputs are the same tensors; with ``on_step``, whose hooks read the forwards' own state, the prompts
+    must be distinct. ``on_step`` runs after each decoding step's forward, while forward hooks' state is
+    still current; ``on_keep`` when the rows of the batch change (see :data:`KeepHook`).
     """
     device = next(model.parameters()).device
     prompts = [as_token_list(ids) for ids in batch]
-    if forced_tokens is not None:
-        if len(forced_tokens) != len(prompts) or any(len(f) == 0 for f in forced_tokens):
-            raise ValueError("forced_tokens needs one non-empty token list per prompt of the batch")
-        limits = [len(f) for f in forced_tokens]
-        stop_tokens: set[int] = set()
-    else:
-        limits = [settings.max_new_tokens] * len(prompts)
-        stop_tokens = eos_ids(model, settings)
+    forced = list(forced_tokens) if forced_tokens is not None else [None] * len(prompts)
+    if len(forced) != len(prompts) or any(f is not None and len(f) == 0 for f in forced):
+        raise ValueError("forced_tokens needs one non-empty token list (or None: a free row) per prompt of the batch")
+    limits = [settings.max_new_tokens if f is None else len(f) for f in forced]
+    stop_tokens = eos_ids(model, settings)  # free rows only
     generators = None
-    if settings.temperature > 0 and forced_tokens is None:
+    if settings.temperature > 0 and any(f is None for f in forced):
         if seeds is None or len(seeds) != len(prompts):
             raise ValueError("sampling needs one seed per prompt of the batch (see prompt_seed)")
         generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+    distinct: dict[tuple[int, ...], int] = {}
+    owner = [distinct.setdefault(tuple(p), len(distinct)) for p in prompts]  # the prefill row of each row
+    if on_step is not None and len(distinct) < len(prompts):
+        raise ValueError("decode_batch with on_step needs distinct prompts (rows with one prompt share a prefill)")
 
     def forward(input_ids, cache, mask, positions):
         return model(input_ids=input_ids, cache=cache, use_cache=True, **forward_kwargs(model, mask, positions))
@@ -250,27 +254,38 @@ def decode_batch(
     with capture_final_hidden(model) if record_final_hidden else nullcontext() as finals:
         for step in range(max(limits)):
             if step == 0:
-                output, cache, mask, positions = prefill(model, prompts, forward, on_rows=on_keep)
+                output, cache, mask, positions = prefill(model, [list(p) for p in distinct], forward, on_rows=on_keep)
             else:
                 output = forward(input_ids, cache, mask, positions)
                 cache = output.cache
-            if forced_tokens is None:
-                chosen = choose_tokens(output.logits[:, -1], settings.temperature,
-                                       None if generators is None else [generators[r] for r in rows])
-            else:
-                chosen = [int(forced_tokens[r][step]) for r in rows]
+            logits = output.logits[:, -1]
+            final = finals[-1] if record_final_hidden else None
+            if step == 0 and len(distinct) < len(prompts):  # every row from its prompt's prefill row
+                index = torch.tensor(owner, dtype=torch.long, device=device)
+                cache.batch_select_indices(index)
+                mask, positions, logits = mask[index], positions[index], logits[index]
+                final = final[index] if final is not None else None
+                if on_keep is not None:
+                    on_keep(index)
+            chosen = [int(forced[r][step]) if forced[r] is not None else None for r in rows]
+            free = [j for j, token in enumerate(chosen) if token is None]
+            if free:
+                picks = choose_tokens(logits if len(free) == len(rows) else logits[free], settings.temperature,
+                                      None if generators is None else [generators[rows[j]] for j in free])
+                for j, token in zip(free, picks):
+                    chosen[j] = token
             for j, (row, token) in enumerate(zip(rows, chosen)):
                 tokens[row].append(token)
                 if record_final_hidden:
-                    hidden[row].append(finals[-1][j])
+                    hidden[row].append(final[j])
             if on_step is not None:
                 on_step(step, output, chosen, list(rows))
-            del output  # the prefill's activations; do not keep them through the loop
+            del output, logits, final  # the prefill's activations; do not keep them through the loop
             if record_final_hidden:
                 finals.clear()
             keep = []
             for j, (row, token) in enumerate(zip(rows, chosen)):
-                if token in stop_tokens:
+                if forced[row] is None and token in stop_tokens:
                     stopped[row] = True
                 elif len(tokens[row]) < limits[row]:
                     keep.append(j)

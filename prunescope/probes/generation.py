@@ -11,7 +11,9 @@ and stored once (``mode = 'reference'``); every variant is then compared against
   its error is the per-step error alone, without what the history accumulated (paper App. E).
 
 Both modes run the same cached one-token-per-forward loop as the dense run, so a variant identical to the
-dense model, run with the same ``batch_size``, reproduces the reference bit for bit. Every function takes
+dense model, run one mode at a time with the same ``batch_size``, reproduces the reference bit for bit; run
+with both modes at once (one prefill per prompt for its two runs, as the workflow does), it reproduces the
+tokens exactly and the vectors to fp32 tolerance (the decoding forwards have twice the rows). Every function takes
 ``batch_size`` prompts per forward (left padding, per-row stop, one random stream per prompt: see
 :mod:`prunescope.probes.decoding`); tokens do not depend on it and vectors only to fp32 tolerance.
 
@@ -28,7 +30,15 @@ from dataclasses import dataclass
 
 import torch
 
-from prunescope.probes.decoding import DecodingSettings, decode, require_every_prompt
+from prunescope.probes.decoding import (
+    Decoded,
+    DecodingSettings,
+    batches,
+    decode,
+    decode_batch,
+    prompt_seed,
+    require_every_prompt,
+)
 
 GENERATION_MODES = ("free", "forced")
 
@@ -64,26 +74,40 @@ def variant_records(
     prompts: Mapping[str, Sequence[int] | torch.Tensor],
     settings: DecodingSettings,
     reference: Mapping[str, Trajectory],
-    mode: str = "free",
+    mode: str | Sequence[str] = "free",
     *,
     batch_size: int = 1,
 ) -> list[dict]:
-    """Decode every prompt with ``variant`` (``free`` or ``forced`` on the reference tokens) and record it."""
-    if mode not in GENERATION_MODES:
-        raise ValueError(f"generation probe mode {mode!r} is not one of {GENERATION_MODES}")
+    """Decode every prompt with ``variant`` in ``mode`` (``free``, ``forced`` on the reference tokens, or
+    a sequence of both) and record it: the rows of each mode in turn, in the order of ``prompts``.
+
+    With both modes, each batch decodes a prompt's free and forced runs side by side from one prefill of
+    the prompt (they differ from step 1 on), ``2 × batch_size`` rows per decoding forward.
+    """
+    modes = (mode,) if isinstance(mode, str) else tuple(mode)
+    unknown = [m for m in modes if m not in GENERATION_MODES]
+    if unknown or not modes or len(set(modes)) != len(modes):
+        raise ValueError(f"generation probe mode {mode!r}: give one or more distinct modes of {GENERATION_MODES}")
     require_every_prompt(prompts, reference, "generation probe: no dense reference for prompts",
                          "; run dense_trajectories first")
-    forced = {prompt_id: reference[prompt_id].tokens for prompt_id in prompts} if mode == "forced" else None
-    runs = decode(variant, prompts, settings, batch_size=batch_size, forced_tokens=forced, record_final_hidden=True)
+    runs: dict[tuple[str, str], Decoded] = {}
+    for ids in batches(prompts, batch_size):
+        rows = [(m, prompt_id) for m in modes for prompt_id in ids]
+        decoded = decode_batch(
+            variant, [prompts[prompt_id] for _, prompt_id in rows], settings,
+            seeds=[prompt_seed(settings.seed, prompt_id) for _, prompt_id in rows],
+            forced_tokens=[reference[prompt_id].tokens if m == "forced" else None for m, prompt_id in rows],
+            record_final_hidden=True,
+        )
+        runs.update(zip(rows, decoded))
     records = []
-    for prompt_id, decoded in runs.items():
-        ref = reference[prompt_id]
-        for step, token in enumerate(decoded.tokens):
-            token_ref = ref.tokens[step] if step < len(ref.tokens) else -1
-            records.append(
-                _row(prompt_id, step, mode, token_ref=token_ref, token_var=token, h_ref=None,
-                     h_var=decoded.final_hidden[step])
-            )
+    for m in modes:
+        for prompt_id in prompts:
+            ref, run = reference[prompt_id], runs[(m, prompt_id)]
+            for step, token in enumerate(run.tokens):
+                token_ref = ref.tokens[step] if step < len(ref.tokens) else -1
+                records.append(_row(prompt_id, step, m, token_ref=token_ref, token_var=token, h_ref=None,
+                                    h_var=run.final_hidden[step]))
     return records
 
 

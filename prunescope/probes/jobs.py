@@ -26,7 +26,8 @@ ANALYSIS_DTYPE = torch.float32
 PROBE_MEMORY = {
     "layerwise-drop": (1, 1, lambda layers: 4 * layers),  # h_ref and h_var of 2L sublayers
     "layerwise-pruned": (2, 2, lambda layers: 4 * layers),  # + the variant attention's own cache
-    "generation": (1, 1, lambda layers: 1),  # the final hidden state
+    # A variant's free and forced runs of a prompt decode side by side: two caches, two final states.
+    "generation": (1, 2, lambda layers: 2),
     "subspace": (1, 1, lambda layers: 0),  # one model's forward (the dense states are read back), nothing decoded
 }
 
