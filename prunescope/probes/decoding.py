@@ -204,6 +204,19 @@ def choose_tokens(logits: torch.Tensor, temperature: float, generators: Sequence
     return [int(torch.multinomial(probs[j : j + 1], num_samples=1, generator=g)) for j, g in enumerate(generators)]
 
 
+def _next_tokens(logits: torch.Tensor, rows: list[int], step: int, forced: list, temperature: float,
+                 generators: list[torch.Generator] | None) -> list[int]:
+    """The token of each row of a forward: a forced row's own at ``step``, a free row's chosen from ``logits``."""
+    chosen = [int(forced[r][step]) if forced[r] is not None else None for r in rows]
+    free = [j for j, token in enumerate(chosen) if token is None]
+    if free:
+        picks = choose_tokens(logits if len(free) == len(rows) else logits[free], temperature,
+                              None if generators is None else [generators[rows[j]] for j in free])
+        for j, token in zip(free, picks):
+            chosen[j] = token
+    return chosen
+
+
 @torch.no_grad()
 def decode_batch(
     model,
@@ -267,13 +280,7 @@ def decode_batch(
                 final = final[index] if final is not None else None
                 if on_keep is not None:
                     on_keep(index)
-            chosen = [int(forced[r][step]) if forced[r] is not None else None for r in rows]
-            free = [j for j, token in enumerate(chosen) if token is None]
-            if free:
-                picks = choose_tokens(logits if len(free) == len(rows) else logits[free], settings.temperature,
-                                      None if generators is None else [generators[rows[j]] for j in free])
-                for j, token in zip(free, picks):
-                    chosen[j] = token
+            chosen = _next_tokens(logits, rows, step, forced, settings.temperature, generators)
             for j, (row, token) in enumerate(zip(rows, chosen)):
                 tokens[row].append(token)
                 if record_final_hidden:
