@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import torch
 
 from prunescope.adapter import model_parts
-from prunescope.probes.prefill import PAD_ID, prefill
+from prunescope.probes.prefill import grid, plan_prefill, prefill
 
 # Called after every decoding step's forward with (step, model output, tokens chosen at this step, rows):
 # ``rows[j]`` is the index in the batch of the forward's row j (rows leave the batch when they stop). The
@@ -142,15 +142,10 @@ def batches(prompts: Mapping[str, Sequence[int] | torch.Tensor], batch_size: int
 
 
 def left_pad(batch: Sequence[list[int]], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(input ids, attention mask, position ids) of a left-padded batch, positions as ``generate`` sets them."""
-    width = max(len(ids) for ids in batch)
-    input_ids = torch.full((len(batch), width), PAD_ID, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, ids in enumerate(batch):
-        input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-        mask[row, width - len(ids) :] = 1
-    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
-    return input_ids.to(device), mask.to(device), positions.to(device)
+    """(input ids, attention mask, position ids) of a left-padded batch, positions as ``generate`` sets them:
+    the prefill's grid without a shared prefix."""
+    prompts = [list(ids) for ids in batch]
+    return grid(prompts, plan_prefill(prompts, share_prefix=False), device)
 
 
 def forward_kwargs(model, mask: torch.Tensor, positions: torch.Tensor) -> dict:
