@@ -77,10 +77,11 @@ class Evaluation:
 def evaluate_tasks(model, tokenizer, entries: list[TaskEntry], settings: EvalSettings,
                    data_paths: dict[str, str]) -> Evaluation:
     """Run every entry on ``model``; ``data_paths``: task -> converted data file (tasks read offline)."""
-    from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=settings.batch_size)
+    from .shared_context import SharedContextLM
+
+    lm = SharedContextLM(pretrained=model, tokenizer=tokenizer, batch_size=settings.batch_size)
     needs_index = any(e.name not in TASKS for e in entries)  # indexing lm-eval's YAML files takes ~15 s
     manager = TaskManager(include_defaults=needs_index)
     out = Evaluation()

@@ -9,6 +9,10 @@ the model read, and the ratio to a plain batched forward pass over the same toke
 the same process (lm-eval's and prunescope's overhead; for generative tasks the decoding steps too).
 The last line projects the whole default run: all tasks x all configured variants on 2 cores.
 Budget (issue 7): all default tasks for all default variants <= 20 minutes on 2 cores.
+
+A second table scores each multiple-choice task's lm-eval requests twice in the same process, with stock
+``HFLM`` at the configured batch size and with prunescope's :class:`SharedContextLM` at the same and at
+the configured size, and prints the CPU seconds, their ratio and the largest log-likelihood difference.
 """
 
 from __future__ import annotations
@@ -28,7 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a check
 from prunescope.loading import load_variant  # noqa: E402
 from prunescope.tasks.data import write_task_data  # noqa: E402
 from prunescope.tasks.outputs import run_settings, write_evaluation  # noqa: E402
+from prunescope.tasks.harness import build_task  # noqa: E402
 from prunescope.tasks.runner import EvalSettings, TaskEntry, evaluate_tasks  # noqa: E402
+from prunescope.tasks.shared_context import SharedContextLM  # noqa: E402
+
+STOCK_BATCH_SIZE = 8  # lm-eval's usual CPU setting, and the default config's before SharedContextLM
 
 
 @torch.no_grad()
@@ -56,6 +64,31 @@ def sequences(path: str, kind: str, tokenizer) -> list[list[int]]:
         return [encode(prompt) for _, prompt, _ in rows] + [encode(prompt + " " + target) for _, prompt, target in rows]
     rows = duckdb.sql(f"SELECT DISTINCT prompt FROM '{path}' UNION ALL SELECT DISTINCT target FROM '{path}'").fetchall()
     return [encode(text)[:255] for (text,) in rows]
+
+
+def loglikelihood_comparison(model, tokenizer, entries, data, batch_size: int) -> None:
+    """Stock HFLM against SharedContextLM on the same requests of each multiple-choice task."""
+    from lm_eval.models.huggingface import HFLM
+
+    lms = {f"stock b{STOCK_BATCH_SIZE}": HFLM(pretrained=model, tokenizer=tokenizer, batch_size=STOCK_BATCH_SIZE),
+           f"shared b{STOCK_BATCH_SIZE}": SharedContextLM(pretrained=model, tokenizer=tokenizer,
+                                                          batch_size=STOCK_BATCH_SIZE),
+           f"shared b{batch_size}": SharedContextLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)}
+    print(f"\n{'loglikelihood requests':24s} {'n':>4s} " + " ".join(f"{name:>10s}" for name in lms)
+          + f" {'ratio':>6s} {'max |dll|':>9s}")
+    for entry in entries:
+        if entry.kind != "multiple_choice":
+            continue
+        task = build_task(entry.name, "embedded", entry.shots, data[entry.name], limit=entry.limit)
+        task.build_all_requests(limit=entry.limit, rank=0, world_size=1)
+        seconds, answers = [], []
+        for lm in lms.values():
+            started = time.process_time()
+            answers.append(lm.loglikelihood(list(task.instances), disable_tqdm=True))
+            seconds.append(time.process_time() - started)
+        worst = max(abs(a[0] - b[0]) for other in answers[1:] for a, b in zip(answers[0], other))
+        print(f"{entry.name:24s} {len(task.instances):4d} " + " ".join(f"{s:10.1f}" for s in seconds)
+              + f" {seconds[0] / seconds[-1]:5.2f}x {worst:9.1e}", flush=True)
 
 
 def main() -> None:
@@ -90,8 +123,9 @@ def main() -> None:
             total_cpu += cpu
             print(f"{entry.name:30s} {entry.limit or 0:4d} {cpu:7.1f} {wall:7.1f} {sum(map(len, seqs)):7d} {plain:7.1f} "
                   f"{cpu / plain:6.2f}", flush=True)
-    print(f"per variant: {total_cpu:.0f} CPU s; {n_variants} variants on 2 cores: ~{total_cpu * n_variants / 2 / 60:.1f} min "
-          f"(budget 20 min)")
+        print(f"per variant: {total_cpu:.0f} CPU s; {n_variants} variants on 2 cores: "
+              f"~{total_cpu * n_variants / 2 / 60:.1f} min (budget 20 min)")
+        loglikelihood_comparison(model, tokenizer, entries, data, settings.batch_size)
 
 
 if __name__ == "__main__":
