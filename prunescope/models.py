@@ -125,7 +125,8 @@ def validate_checkpoint(path: str | os.PathLike) -> Path:
 
 
 def resolve_model(entry: dict[str, Any], out_dir: str | os.PathLike) -> None:
-    """Materialise one ``config['models']`` entry as a checkpoint folder at ``out_dir``."""
+    """Materialise one ``config['models']`` entry as a checkpoint folder at ``out_dir``, with the metrics' head
+    cache (:func:`prunescope.metrics.head_loading.write_head_cache`)."""
     source = entry.get("source", "embedded")
     if source == "embedded":
         convert_embedded(out_dir, entry.get("dtype", "float32"))
@@ -139,6 +140,10 @@ def resolve_model(entry: dict[str, Any], out_dir: str | os.PathLike) -> None:
         build_random(entry["architecture"], out_dir, entry.get("seed", 0), entry.get("dtype", "float32"))
     else:
         raise ModelSourceError(f"models: unknown source {source!r}; allowed: embedded, hub, path, random")
+    # The metrics stage reads the head from here without importing transformers' modeling code.
+    from .metrics.head_loading import write_head_cache
+
+    write_head_cache(out_dir)
 
 
 def build_random(architecture: dict[str, Any], out_dir: str | os.PathLike, seed: int = 0, dtype: str = "float32") -> None:

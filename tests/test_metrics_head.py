@@ -153,6 +153,29 @@ def test_reads_only_the_head_tensors(tmp_path, monkeypatch, overrides, apply_fin
     assert sorted(read) == sorted(expected)
 
 
+@pytest.mark.parametrize(("case", "stored"), [("llama-tied", torch.float32), ("qwen2-tied-sharded-bf16", torch.bfloat16),
+                                              ("llama-softcap-eps", torch.float32)])
+def test_head_cache_gives_the_same_head_without_building_a_skeleton(tmp_path, monkeypatch, case, stored):
+    from transformers import AutoModelForCausalLM
+
+    folder = save(tmp_path / "ckpt", **CASES[case])
+    ref = load_head(folder, use_cache=False)
+    path = head_loading.write_head_cache(folder)
+    with safe_open(str(path), framework="pt") as f:
+        assert f.get_tensor("weight").dtype == stored  # the narrowest dtype that holds the values exactly
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a cached head needs no model skeleton")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(AutoModelForCausalLM, "from_config", refuse)
+        assert_same_head(load_head(folder), ref, apply_final_norm=False)
+    # The final norm is not in the cache: with it, the head comes from the checkpoint as before.
+    assert_same_head(load_head(folder, apply_final_norm=True), reference_head(folder, True), apply_final_norm=True)
+    path.unlink()
+    assert_same_head(load_head(folder), ref, apply_final_norm=False)
+
+
 def test_never_loads_the_model(tmp_path, monkeypatch):
     from transformers import AutoModelForCausalLM
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from prunescope.models import ModelSourceError, load_embedded, resolve_model
+from prunescope.metrics.head_loading import HEAD_CACHE
 from tests.tiny_checkpoint import save_tiny_checkpoint
 
 
@@ -57,6 +58,8 @@ def test_path_source_links_a_valid_checkpoint(tmp_path):
     resolve_model({"source": "path", "path": str(src)}, tmp_path / "out")
     assert os.path.islink(tmp_path / "out" / "model.safetensors")
     AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    # The metrics' head cache is a file of the output folder, not of the linked checkpoint.
+    assert (tmp_path / "out" / HEAD_CACHE).is_file() and not (src / HEAD_CACHE).exists()
 
 
 def test_path_source_rejects_a_folder_without_config(tmp_path):

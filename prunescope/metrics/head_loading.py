@@ -11,6 +11,12 @@ Which stored tensor is the head's weight follows ``transformers``' own loading: 
 (``lm_head.weight``) when the checkpoint stores it, else, with tied embeddings, the tensor it is tied
 to (``model.embed_tokens.weight``). A head without any stored tensor is an error (``from_pretrained``
 would initialise it at random).
+
+Building the skeleton imports ``transformers``' modeling code, 3–4 s of every metrics job on a small
+machine. So the ``model`` rule also stores the head as the metrics read it without the final norm
+(:func:`write_head_cache`: ``prunescope_head.safetensors`` in the checkpoint folder, fp32 values in the
+narrowest dtype that holds them exactly, scale and soft-cap in its metadata), and :func:`load_head`
+reads that file when it is there and the final norm is not asked for.
 """
 
 from __future__ import annotations
@@ -21,14 +27,17 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from prunescope.adapter import model_parts
+from prunescope.io import atomic_path
 from prunescope.metrics.long_table import head_from_parts
 from prunescope.metrics.spaces import Head
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
+HEAD_CACHE = "prunescope_head.safetensors"  # written by write_head_cache; never a model file (transformers ignores it)
 
 
 class MissingHeadTensorError(KeyError):
@@ -38,18 +47,21 @@ class MissingHeadTensorError(KeyError):
         return str(self.args[0])
 
 
-def load_head(model_dir: str | os.PathLike, apply_final_norm: bool = False) -> Head:
+def load_head(model_dir: str | os.PathLike, apply_final_norm: bool = False, use_cache: bool = True) -> Head:
     """The output head of the checkpoint in ``model_dir`` in fp32, as ``head_from_model(load_model(...))``.
 
     Reads only the head's tensors (plus the final norm's with ``apply_final_norm``); every needed
     tensor is located before any is read, and a missing one raises :class:`MissingHeadTensorError`
-    naming the file(s) searched and the tensor name(s) tried.
+    naming the file(s) searched and the tensor name(s) tried. Without the final norm, the head stored by
+    :func:`write_head_cache` is read when ``model_dir`` has one (``use_cache=False``: never).
     """
-    from transformers import AutoConfig, AutoModelForCausalLM
-
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise FileNotFoundError(f"model_dir: {model_dir} is not a directory")
+    if use_cache and not apply_final_norm and (model_dir / HEAD_CACHE).is_file():
+        return _read_head_cache(model_dir / HEAD_CACHE)
+    from transformers import AutoConfig, AutoModelForCausalLM
+
     config = AutoConfig.from_pretrained(model_dir)
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(config)
@@ -78,6 +90,37 @@ def load_head(model_dir: str | os.PathLike, apply_final_norm: bool = False) -> H
     bias = head_state["bias"].float() if "bias" in head_state else None
     norm = _materialise(parts.final_norm, state("norm")) if apply_final_norm else None
     return head_from_parts(weight, bias, norm, config)
+
+
+def write_head_cache(model_dir: str | os.PathLike) -> Path:
+    """Store the head of the checkpoint in ``model_dir`` (without its final norm) where :func:`load_head`
+    reads it first; each tensor in the narrowest of bf16 / fp16 / fp32 that gives back its fp32 values."""
+    model_dir = Path(model_dir)
+    head = load_head(model_dir, apply_final_norm=False, use_cache=False)
+    tensors = {"weight": _exact_narrow(head.weight)}
+    if head.bias is not None:
+        tensors["bias"] = _exact_narrow(head.bias)
+    metadata = {"logit_scale": repr(head.logit_scale), "softcap": "" if head.softcap is None else repr(head.softcap)}
+    with atomic_path(model_dir / HEAD_CACHE) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    return model_dir / HEAD_CACHE
+
+
+def _exact_narrow(tensor: Tensor) -> Tensor:
+    for dtype in (torch.bfloat16, torch.float16):
+        narrow = tensor.to(dtype)
+        if torch.equal(narrow.float(), tensor):
+            return narrow.contiguous()
+    return tensor.contiguous()
+
+
+def _read_head_cache(path: Path) -> Head:
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        metadata = f.metadata()
+        weight = f.get_tensor("weight").float()
+        bias = f.get_tensor("bias").float() if "bias" in f.keys() else None
+    softcap = float(metadata["softcap"]) if metadata["softcap"] else None
+    return Head(weight, bias, None, float(metadata["logit_scale"]), softcap)
 
 
 def _stored_names(model: nn.Module, modules: dict[str, nn.Module]) -> dict[tuple[str, str], list[str]]:
