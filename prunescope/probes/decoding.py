@@ -156,6 +156,16 @@ def forward_kwargs(model, mask: torch.Tensor, positions: torch.Tensor) -> dict:
     return kwargs
 
 
+def cached_forward(model):
+    """``forward(input_ids, cache, mask, positions)``: one model call that carries the KV cache on, with
+    :func:`forward_kwargs` (what :func:`prunescope.probes.prefill.prefill` and decoding steps call)."""
+
+    def forward(input_ids, cache, mask, positions):
+        return model(input_ids=input_ids, cache=cache, use_cache=True, **forward_kwargs(model, mask, positions))
+
+    return forward
+
+
 def supports_logits_to_keep(model) -> bool:
     """Whether the model's forward can skip the LM head on all positions but the last (as ``generate`` asks)."""
     return "logits_to_keep" in inspect.signature(model.forward).parameters
@@ -252,9 +262,7 @@ def decode_batch(
     if on_step is not None and len(distinct) < len(prompts):
         raise ValueError("decode_batch with on_step needs distinct prompts (rows with one prompt share a prefill)")
 
-    def forward(input_ids, cache, mask, positions):
-        return model(input_ids=input_ids, cache=cache, use_cache=True, **forward_kwargs(model, mask, positions))
-
+    forward = cached_forward(model)
     tokens: list[list[int]] = [[] for _ in prompts]
     hidden: list[list[torch.Tensor]] = [[] for _ in prompts]
     stopped = [False] * len(prompts)

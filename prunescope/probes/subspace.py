@@ -28,8 +28,8 @@ import torch
 from prunescope.probes.decoding import (
     as_token_list,
     batches,
+    cached_forward,
     capture_final_hidden,
-    forward_kwargs,
     require_every_prompt,
 )
 from prunescope.probes.prefill import prefill
@@ -40,12 +40,8 @@ def final_states(model, batch: Sequence[Sequence[int] | torch.Tensor]) -> tuple[
     """Post-final-norm hidden states at the last position (rows, hidden; fp32, CPU) of a batch, and each
     row's greedy next token: the prefill of :mod:`prunescope.probes.prefill` (one left-padded forward, or
     a few that skip the padding and the shared prefix), the LM head on the last position only."""
-
-    def forward(input_ids, cache, mask, positions):
-        return model(input_ids=input_ids, cache=cache, use_cache=True, **forward_kwargs(model, mask, positions))
-
     with capture_final_hidden(model) as captured:
-        output, _, _, _ = prefill(model, [as_token_list(ids) for ids in batch], forward)
+        output, _, _, _ = prefill(model, [as_token_list(ids) for ids in batch], cached_forward(model))
     return captured[-1].float().cpu(), torch.argmax(output.logits[:, -1], dim=-1).tolist()
 
 

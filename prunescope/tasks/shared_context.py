@@ -3,7 +3,7 @@
 A multiple-choice item asks lm-eval for the log-likelihood of each option after the same context (ARC 3–5
 options, HellaSwag 4, PIQA 2). Stock ``HFLM`` runs context + option once per option, so the context is
 computed once per option, and it projects every position onto the vocabulary although only the option's
-positions are read (lm-eval's own TODO: "lumps together requests with the same context").
+positions are read (lm-eval's source marks grouping requests by context as work still to do).
 
 :class:`SharedContextLM` keeps ``HFLM`` for everything else (tokenization, generation, rolling windows) and
 scores ``loglikelihood`` requests so:
@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import torch
 from lm_eval.models.huggingface import HFLM
 
-from ..probes.decoding import forward_kwargs
+from ..probes.decoding import cached_forward
 from ..probes.prefill import PAD_ID, Segment, plan_prefill, prefill
 
 # What one more forward costs, in tokens computed: SmolLM2-135M in fp32 on one CPU core takes about 130 ms
@@ -125,10 +125,7 @@ def score_continuations(model, contexts: Sequence[list[int]], continuations: Seq
     """
     device = next(model.parameters()).device
 
-    def forward(input_ids, cache, mask, positions):
-        return model(input_ids=input_ids, cache=cache, use_cache=True, **forward_kwargs(model, mask, positions))
-
-    output, cache, mask, positions = prefill(model, contexts, forward, min_skipped=forward_cost)
+    output, cache, mask, positions = prefill(model, contexts, cached_forward(model), min_skipped=forward_cost)
     first = output.logits[:, -1].to(softmax_dtype or torch.float32)  # [contexts, vocab]: each first token
     rows = [(g, k) for g, options in enumerate(continuations) for k in range(len(options))]
     # Tokens after the first: one row per continuation that has them, fed its own tokens but the last.
