@@ -19,7 +19,10 @@ token or per prompt, so they compare), every other size on all of them.
 
 ``prefill`` times the first forward of each batch alone; the bench prints its share of ``generate``'s time
 and ``generate``'s speed-up at batch 16 with it taken out (its cost is per prompt token, which no batch
-size shrinks).
+size shrinks). ``bare forwards`` is the least a decoding run can cost: the prefill, then one cached forward
+per new token and nothing else; its batch-16 / batch-1 ratio is the ceiling the model's own forwards set on
+this machine, against which the probes' ratios read (on a CPU the prefill is compute-bound already at batch
+1, so the ceiling rises with ``--new-tokens``).
 
 Targets (issue 17): layer-wise / ``generate`` at the same batch size <= 1.2x in drop mode and <= 2.1x in
 pruned mode; each probe's rate at batch 16 >= 5x its rate at batch 1 (on 2 cores). Each timing is the
@@ -57,7 +60,7 @@ from prunescope.probes import (  # noqa: E402
     tokenize_probe_set,
     variant_records,
 )
-from prunescope.probes.decoding import batches, forward_kwargs, left_pad, prompt_seed  # noqa: E402
+from prunescope.probes.decoding import batches, cached_forward, forward_kwargs, left_pad, prompt_seed  # noqa: E402
 from prunescope.pruning import magnitude_mask  # noqa: E402
 
 CANDIDATES = [Path("resources/models/smollm2-135m-instruct"), Path("/tmp/smollm2")]
@@ -111,6 +114,22 @@ def prefill_only(model, prompts: dict, batch_size: int) -> None:
     for ids in batches(prompts, batch_size):
         input_ids, mask, positions = left_pad([prompts[i] for i in ids], "cpu")
         model(input_ids=input_ids, use_cache=True, **forward_kwargs(model, mask, positions))
+
+
+@torch.no_grad()
+def bare_forwards(model, prompts: dict, batch_size: int, new_tokens: int) -> None:
+    """The least any decoding run of ``new_tokens`` can cost: the prefill, then one forward per new token with
+    the cache and the grown mask, and nothing else (no sampling, no stop test, no hooks). Its speed-up with the
+    batch is the ceiling that the model's own forwards set for every probe on this machine."""
+    forward = cached_forward(model)
+    for ids in batches(prompts, batch_size):
+        input_ids, mask, positions = left_pad([prompts[i] for i in ids], "cpu")
+        cache = forward(input_ids, None, mask, positions).cache
+        token = input_ids[:, -1:]
+        for _ in range(new_tokens - 1):
+            mask = torch.cat([mask, mask.new_ones(len(ids), 1)], dim=1)
+            positions = positions[:, -1:] + 1
+            cache = forward(token, cache, mask, positions).cache
 
 
 def spaced(prompts: dict, n: int) -> dict:
@@ -184,6 +203,7 @@ def main() -> None:
         runs = {
             "generate": lambda: stock_generate(model, texts, settings, size),
             "prefill": lambda: prefill_only(model, texts, size),
+            "bare forwards": lambda: bare_forwards(model, texts, size, args.new_tokens),
             "layerwise drop": lambda: layerwise_probe(model, texts, settings, batch_size=size),
             "layerwise pruned": lambda: records.__setitem__(
                 "pruned", layerwise_probe(model, texts, settings, variant, batch_size=size)),
@@ -194,7 +214,8 @@ def main() -> None:
             "subspace": lambda: subspace_records(dense_states, variant, choices, option_ids, batch_size=size),
         }
         if args.only:
-            runs = {name: fn for name, fn in runs.items() if name in {*args.only, "generate", "prefill", "layerwise pruned"}}
+            runs = {name: fn for name, fn in runs.items() if name in {*args.only, "generate", "prefill", "bare forwards",
+                                                                 "layerwise pruned"}}
         best = best_of(args.repeats, runs)
         # The prefill is not a probe: it is reported below as a share of generate's time.
         prefill_seconds[size], generate_seconds[size] = best.pop("prefill"), best["generate"]
@@ -213,7 +234,8 @@ def main() -> None:
         ratios = "  ".join(f"b{s} {rates['generate'][s] / rates[name][s]:.2f}x" for s in args.batch_sizes)
         print(f"  {name:22s}{ratios}")
     if 1 in args.batch_sizes and 16 in args.batch_sizes:
-        print("\n  rate at batch 16 / rate at batch 1 (target >= 5x)")
+        print("\n  rate at batch 16 / rate at batch 1 (target >= 5x; 'bare forwards' is the ceiling the model's "
+              "forwards allow here)")
         for name, by_size in rates.items():
             print(f"  {name:22s}{by_size[16] / by_size[1]:.2f}x")
         # generate's time = prefill (per prompt token) + decoding steps (per step, which batching amortises).
