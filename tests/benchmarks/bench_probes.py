@@ -60,7 +60,7 @@ from prunescope.probes import (  # noqa: E402
     tokenize_probe_set,
     variant_records,
 )
-from prunescope.probes.decoding import batches, cached_forward, forward_kwargs, left_pad, prompt_seed  # noqa: E402
+from prunescope.probes.decoding import batches, cached_forward, left_pad, prompt_seed  # noqa: E402
 from prunescope.pruning import magnitude_mask  # noqa: E402
 
 CANDIDATES = [Path("resources/models/smollm2-135m-instruct"), Path("/tmp/smollm2")]
@@ -108,19 +108,12 @@ def stock_generate(model, prompts: dict, settings: DecodingSettings, batch_size:
 
 
 @torch.no_grad()
-def prefill_only(model, prompts: dict, batch_size: int) -> None:
-    """The first forward of every batch alone (what step 0 of ``generate`` computes): its cost is per prompt
-    token, so batching cannot shrink it, and it bounds the speed-up of a whole decoding run."""
-    for ids in batches(prompts, batch_size):
-        input_ids, mask, positions = left_pad([prompts[i] for i in ids], "cpu")
-        model(input_ids=input_ids, use_cache=True, **forward_kwargs(model, mask, positions))
-
-
-@torch.no_grad()
 def bare_forwards(model, prompts: dict, batch_size: int, new_tokens: int) -> None:
     """The least any decoding run of ``new_tokens`` can cost: the prefill, then one forward per new token with
     the cache and the grown mask, and nothing else (no sampling, no stop test, no hooks). Its speed-up with the
-    batch is the ceiling that the model's own forwards set for every probe on this machine."""
+    batch is the ceiling that the model's own forwards set for every probe on this machine. With
+    ``new_tokens=1`` it is the prefill alone (what step 0 of ``generate`` computes): its cost is per prompt
+    token, so batching cannot shrink it."""
     forward = cached_forward(model)
     for ids in batches(prompts, batch_size):
         input_ids, mask, positions = left_pad([prompts[i] for i in ids], "cpu")
@@ -202,7 +195,7 @@ def main() -> None:
             texts, choices = spaced(prompts, args.batch1_prompts), spaced(mc, args.batch1_prompts)
         runs = {
             "generate": lambda: stock_generate(model, texts, settings, size),
-            "prefill": lambda: prefill_only(model, texts, size),
+            "prefill": lambda: bare_forwards(model, texts, size, 1),
             "bare forwards": lambda: bare_forwards(model, texts, size, args.new_tokens),
             "layerwise drop": lambda: layerwise_probe(model, texts, settings, batch_size=size),
             "layerwise pruned": lambda: records.__setitem__(
